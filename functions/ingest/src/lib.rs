@@ -1,0 +1,104 @@
+//! The `ingest` function: `POST /devices/{id}/messages/events`, Azure IoT Hub's device-to-cloud
+//! telemetry over HTTPS. Each message becomes one record on the telemetry stream (see
+//! `hub_shared::domain::envelope`); the device gets 204 only when all of them are stored.
+
+pub mod messages;
+
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use hub_shared::authz::Principal;
+use hub_shared::config::{ConfigError, Env, vars};
+use hub_shared::domain::envelope::{Sender, TelemetryEnvelope};
+use hub_shared::domain::timestamp::Timestamp;
+use hub_shared::error::{ApiError, ErrorCode};
+use hub_shared::http::{HandlerError, HttpRequest, Response, respond};
+use hub_shared::ports::{RecordSink, StreamRecord};
+use hub_shared::publish::{RetryPolicy, publish_all};
+use hub_shared::routes::Operation;
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub telemetry_stream: String,
+    pub retry: RetryPolicy,
+}
+
+impl IngestConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        Ok(Self {
+            telemetry_stream: env.required(vars::TELEMETRY_STREAM)?,
+            retry: RetryPolicy {
+                max_attempts: env.parse_or(vars::PUBLISH_MAX_ATTEMPTS, 5)?,
+                ..RetryPolicy::default()
+            },
+        })
+    }
+}
+
+pub struct IngestHandler<S> {
+    sink: S,
+    retry: RetryPolicy,
+}
+
+impl<S: RecordSink> IngestHandler<S> {
+    pub fn new(sink: S, retry: RetryPolicy) -> Self {
+        Self { sink, retry }
+    }
+
+    pub async fn handle(&self, event: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+        let request = HttpRequest::new(event);
+        let request_id = request.request_id().to_owned();
+        respond(self.send(request).await, &request_id)
+    }
+
+    async fn send(
+        &self,
+        request: HttpRequest<'_>,
+    ) -> Result<ApiGatewayV2httpResponse, HandlerError> {
+        let request = request.authorize()?;
+        if request.route.operation != Operation::SendDeviceEvent {
+            return Err(ApiError::new(
+                ErrorCode::ServerError,
+                "this route is not served by ingest",
+            )
+            .into());
+        }
+        let sender = match &request.principal {
+            principal @ Principal::Device {
+                device_id,
+                generation_id,
+                ..
+            } => Sender {
+                device_id: device_id.clone(),
+                generation_id: generation_id.clone(),
+                auth_method: principal.auth_method(),
+            },
+            Principal::Service { .. } => {
+                return Err(ApiError::unauthorized("only devices send telemetry").into());
+            }
+        };
+        let body = request.http.body()?;
+        let messages = if messages::is_batch(request.http.header("content-type")) {
+            messages::batch(&body)?
+        } else {
+            vec![messages::single(request.http.headers(), body.into_owned())?]
+        };
+        let enqueued_time = Timestamp::now();
+        let records: Vec<StreamRecord> = messages
+            .into_iter()
+            .map(|message| {
+                let envelope = TelemetryEnvelope::stamp(message, &sender, enqueued_time);
+                StreamRecord {
+                    partition_key: envelope.partition_key().to_owned(),
+                    data: envelope.to_json(),
+                }
+            })
+            .collect();
+        publish_all(&self.sink, &records, &self.retry)
+            .await
+            .map_err(hub_shared::ports::StoreError::from)?;
+        tracing::debug!(device = %sender.device_id, messages = records.len(), "telemetry stored");
+        Ok(Response::empty(204))
+    }
+}
+
+#[cfg(test)]
+mod tests;

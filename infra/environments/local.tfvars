@@ -1,0 +1,6 @@
+# Settings for applying this configuration to LocalStack (localstack/apply.sh passes these).
+aws_endpoint_url    = "http://127.0.0.1:4566"
+deploy_compute      = false
+hub_host_name       = "localhost"
+deletion_protection = false
+log_retention_days  = 1

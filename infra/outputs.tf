@@ -1,0 +1,58 @@
+output "api_url" {
+  description = "Base URL of the HTTP API (null when deploy_compute is false)."
+  value       = try(module.http_api[0].api_endpoint, null)
+}
+
+output "hub_host_name" {
+  description = "Host name for SAS tokens (`sr`) and connection strings."
+  value       = local.hub_host_name
+}
+
+output "region" {
+  description = "Region the hub is deployed in."
+  value       = data.aws_region.current.name
+}
+
+output "registry_table_name" {
+  description = "DynamoDB table of device identities."
+  value       = aws_dynamodb_table.registry.name
+}
+
+output "policies_table_name" {
+  description = "DynamoDB table of shared access policies and their keys."
+  value       = aws_dynamodb_table.policies.name
+}
+
+output "telemetry_stream_name" {
+  description = "Kinesis stream receiving device telemetry (partition key = device id)."
+  value       = aws_kinesis_stream.telemetry.name
+}
+
+output "telemetry_stream_arn" {
+  description = "ARN of the telemetry stream, for consumers."
+  value       = aws_kinesis_stream.telemetry.arn
+}
+
+output "function_names" {
+  description = "Lambda function names by role (created only when deploy_compute is true)."
+  value = {
+    authorize = module.authorize.function_name
+    registry  = module.registry.function_name
+    ingest    = module.ingest.function_name
+  }
+}
+
+output "function_role_arns" {
+  description = "Execution role of each function."
+  value = {
+    authorize = module.authorize.role_arn
+    registry  = module.registry.role_arn
+    ingest    = module.ingest.role_arn
+  }
+}
+
+output "iothubowner_connection_string" {
+  description = "Owner connection string as deployed (`terraform output -raw iothubowner_connection_string`). After a key rotation the registry holds the current key."
+  sensitive   = true
+  value       = "HostName=${local.hub_host_name};SharedAccessKeyName=iothubowner;SharedAccessKey=${jsondecode(aws_dynamodb_table_item.policy["iothubowner"].item).primaryKey.S}"
+}

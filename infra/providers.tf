@@ -1,0 +1,33 @@
+locals {
+  # Set for LocalStack (or another emulator): every service the hub uses goes to that endpoint,
+  # with test credentials and without the account and metadata look-ups AWS needs.
+  emulated = var.aws_endpoint_url != null
+}
+
+provider "aws" {
+  region = var.region
+
+  access_key                  = local.emulated ? "test" : null
+  secret_key                  = local.emulated ? "test" : null
+  skip_credentials_validation = local.emulated
+  skip_metadata_api_check     = local.emulated
+  skip_requesting_account_id  = local.emulated
+
+  dynamic "endpoints" {
+    for_each = local.emulated ? [var.aws_endpoint_url] : []
+    content {
+      apigatewayv2   = endpoints.value
+      cloudwatchlogs = endpoints.value
+      dynamodb       = endpoints.value
+      iam            = endpoints.value
+      kinesis        = endpoints.value
+      lambda         = endpoints.value
+      sqs            = endpoints.value
+      sts            = endpoints.value
+    }
+  }
+
+  default_tags {
+    tags = merge({ Project = "iot-hub", HubName = var.name_prefix, ManagedBy = "terraform" }, var.tags)
+  }
+}

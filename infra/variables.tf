@@ -1,0 +1,152 @@
+variable "name_prefix" {
+  description = "Prefix of every resource name; one hub per prefix and region."
+  type        = string
+  default     = "iothub"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,30}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 3-32 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "region" {
+  description = "AWS region to deploy into."
+  type        = string
+  default     = "us-east-1"
+}
+
+variable "aws_endpoint_url" {
+  description = "Endpoint of an AWS emulator such as LocalStack (e.g. http://127.0.0.1:4566). Leave null to deploy to AWS."
+  type        = string
+  default     = null
+}
+
+variable "deploy_compute" {
+  description = "Create the Lambda functions, their invoke permissions and the HTTP API. LocalStack's free edition runs neither Lambda (without Docker) nor API Gateway v2, so the local set-up sets this to false and serves the same handlers with the local gateway."
+  type        = bool
+  default     = true
+}
+
+variable "hub_host_name" {
+  description = "Host name devices and services use (the `sr` of SAS tokens and HostName of connection strings), e.g. a custom domain mapped to the API. Null uses the API's execute-api host."
+  type        = string
+  default     = null
+}
+
+variable "lambda_artifacts_dir" {
+  description = "Directory holding <function>/bootstrap.zip, as `cargo lambda build --release --output-format zip` writes them."
+  type        = string
+  default     = "../target/lambda"
+}
+
+variable "lambda_architecture" {
+  description = "Instruction set the function zips were built for."
+  type        = string
+  default     = "arm64"
+
+  validation {
+    condition     = contains(["arm64", "x86_64"], var.lambda_architecture)
+    error_message = "lambda_architecture must be arm64 or x86_64."
+  }
+}
+
+variable "lambda_memory_mb" {
+  description = "Memory of each function in MB (CPU scales with it)."
+  type        = number
+  default     = 256
+
+  validation {
+    condition     = var.lambda_memory_mb >= 128 && var.lambda_memory_mb <= 10240
+    error_message = "lambda_memory_mb must be between 128 and 10240."
+  }
+}
+
+variable "lambda_timeout_seconds" {
+  description = "Timeout of each function; API Gateway gives up after 30 s regardless."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.lambda_timeout_seconds >= 1 && var.lambda_timeout_seconds <= 29
+    error_message = "lambda_timeout_seconds must be between 1 and 29."
+  }
+}
+
+variable "telemetry_stream_mode" {
+  description = "Kinesis capacity mode of the telemetry stream: PROVISIONED (cheapest at steady load) or ON_DEMAND."
+  type        = string
+  default     = "PROVISIONED"
+
+  validation {
+    condition     = contains(["PROVISIONED", "ON_DEMAND"], var.telemetry_stream_mode)
+    error_message = "telemetry_stream_mode must be PROVISIONED or ON_DEMAND."
+  }
+}
+
+variable "telemetry_stream_shards" {
+  description = "Shards of the telemetry stream in PROVISIONED mode (each takes 1 MB/s or 1000 records/s in)."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.telemetry_stream_shards >= 1
+    error_message = "telemetry_stream_shards must be at least 1."
+  }
+}
+
+variable "telemetry_retention_hours" {
+  description = "How long the telemetry stream keeps records (24 to 8760 hours)."
+  type        = number
+  default     = 24
+
+  validation {
+    condition     = var.telemetry_retention_hours >= 24 && var.telemetry_retention_hours <= 8760
+    error_message = "telemetry_retention_hours must be between 24 and 8760."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Retention of the functions' and the API's CloudWatch log groups."
+  type        = number
+  default     = 14
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a value CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, ...)."
+  }
+}
+
+variable "sas_clock_skew_seconds" {
+  description = "Clock difference tolerated when checking the expiry of SAS tokens."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.sas_clock_skew_seconds >= 0 && var.sas_clock_skew_seconds <= 900
+    error_message = "sas_clock_skew_seconds must be between 0 and 900."
+  }
+}
+
+variable "api_throttling_burst_limit" {
+  description = "Burst limit of the HTTP API's default route throttling."
+  type        = number
+  default     = 1000
+}
+
+variable "api_throttling_rate_limit" {
+  description = "Steady-state requests per second of the HTTP API's default route throttling."
+  type        = number
+  default     = 500
+}
+
+variable "deletion_protection" {
+  description = "Protect the registry and policy tables from deletion (turn off to destroy a test hub)."
+  type        = bool
+  default     = true
+}
+
+variable "tags" {
+  description = "Extra tags for every resource."
+  type        = map(string)
+  default     = {}
+}

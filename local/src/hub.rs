@@ -1,0 +1,127 @@
+//! The hub's functions, in process: the same handler code the Lambdas run, built once with the
+//! same AWS adapters and configuration, invoked through a JSON round trip as Lambda would.
+
+use std::sync::Arc;
+
+use aws_lambda_events::apigw::{
+    ApiGatewayV2CustomAuthorizerV2Request, ApiGatewayV2httpRequest, ApiGatewayV2httpResponse,
+};
+use hub_authorize::{Authorizer, AuthorizerConfig, AuthorizerResponse};
+use hub_ingest::{IngestConfig, IngestHandler};
+use hub_registry::{RegistryConfig, RegistryHandler};
+use hub_shared::aws::{DynamoDbDeviceRegistry, DynamoDbPolicyStore, KinesisRecordSink};
+use hub_shared::config::{ConfigError, Env};
+use hub_shared::routes::Function;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub struct Hub {
+    pub authorizer: Authorizer<DynamoDbDeviceRegistry, DynamoDbPolicyStore>,
+    pub registry: RegistryHandler<DynamoDbDeviceRegistry>,
+    pub ingest: IngestHandler<KinesisRecordSink>,
+    /// Direct access to the tables, for the local tools (tokens, connection strings).
+    pub devices: DynamoDbDeviceRegistry,
+    pub policies: DynamoDbPolicyStore,
+    pub kinesis: aws_sdk_kinesis::Client,
+    pub telemetry_stream: String,
+    pub host_name: String,
+}
+
+/// Why an invocation did not produce a response, as Lambda would report it.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    #[error("the event or response did not survive the Lambda JSON boundary: {0}")]
+    Payload(#[from] serde_json::Error),
+    #[error("the function panicked")]
+    Panicked,
+}
+
+impl Hub {
+    /// Builds every function from the environment, as each Lambda's `main` does at cold start.
+    pub async fn from_env<F: Fn(&str) -> Option<String>>(
+        env: &Env<F>,
+    ) -> Result<Self, ConfigError> {
+        let authorizer_config = AuthorizerConfig::from_env(env)?;
+        let registry_config = RegistryConfig::from_env(env)?;
+        let ingest_config = IngestConfig::from_env(env)?;
+        let sdk = hub_shared::aws::sdk_config().await;
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        let kinesis = aws_sdk_kinesis::Client::new(&sdk);
+        let devices =
+            DynamoDbDeviceRegistry::new(dynamodb.clone(), &authorizer_config.registry_table);
+        let policies =
+            DynamoDbPolicyStore::new(dynamodb.clone(), &authorizer_config.policies_table);
+        Ok(Self {
+            authorizer: Authorizer::new(
+                devices.clone(),
+                policies.clone(),
+                &authorizer_config.host_name,
+                authorizer_config.clock_skew,
+            ),
+            registry: RegistryHandler::new(DynamoDbDeviceRegistry::new(
+                dynamodb,
+                &registry_config.registry_table,
+            )),
+            ingest: IngestHandler::new(
+                KinesisRecordSink::new(kinesis.clone(), &ingest_config.telemetry_stream),
+                ingest_config.retry,
+            ),
+            devices,
+            policies,
+            kinesis,
+            telemetry_stream: ingest_config.telemetry_stream,
+            host_name: authorizer_config.host_name,
+        })
+    }
+
+    pub async fn authorize(
+        self: &Arc<Self>,
+        event: serde_json::Value,
+    ) -> Result<AuthorizerResponse, InvokeError> {
+        invoke(
+            self,
+            event,
+            |hub, event: ApiGatewayV2CustomAuthorizerV2Request| async move {
+                hub.authorizer.handle(&event).await
+            },
+        )
+        .await
+    }
+
+    pub async fn invoke_route(
+        self: &Arc<Self>,
+        function: Function,
+        event: serde_json::Value,
+    ) -> Result<ApiGatewayV2httpResponse, InvokeError> {
+        match function {
+            Function::Registry => {
+                invoke(self, event, |hub, event: ApiGatewayV2httpRequest| async move { hub.registry.handle(&event).await })
+                    .await
+            }
+            Function::Ingest => {
+                invoke(self, event, |hub, event: ApiGatewayV2httpRequest| async move { hub.ingest.handle(&event).await })
+                    .await
+            }
+        }
+    }
+}
+
+/// Deserializes the event into the function's input type, runs it on its own task (a panic
+/// becomes an invocation error, as in Lambda), and passes the response back through JSON.
+async fn invoke<E, R, F, Fut>(
+    hub: &Arc<Hub>,
+    event: serde_json::Value,
+    function: F,
+) -> Result<R, InvokeError>
+where
+    E: DeserializeOwned + Send + 'static,
+    R: Serialize + DeserializeOwned + Send + 'static,
+    F: FnOnce(Arc<Hub>, E) -> Fut,
+    Fut: Future<Output = R> + Send + 'static,
+{
+    let event: E = serde_json::from_value(event)?;
+    let response = tokio::spawn(function(Arc::clone(hub), event))
+        .await
+        .map_err(|_| InvokeError::Panicked)?;
+    Ok(serde_json::from_value(serde_json::to_value(response)?)?)
+}

@@ -1,0 +1,12 @@
+//! The local gateway: serves the hub's HTTP API on this machine as API Gateway and Lambda serve it
+//! in AWS, running the same handler code against LocalStack.
+
+pub mod api_gateway;
+pub mod demo;
+pub mod gateway;
+pub mod hub;
+pub mod stream;
+pub mod tls;
+
+pub use gateway::{GatewayOptions, RunningGateway, start};
+pub use hub::Hub;

@@ -1,0 +1,269 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use hub_local::demo::{self, ToolError};
+use hub_local::{GatewayOptions, Hub};
+use hub_shared::config::{Env, vars};
+use hub_shared::domain::connection_string::ConnectionString;
+use hub_shared::domain::device_id::DeviceId;
+use hub_shared::error::Chain;
+use hub_shared::ports::PolicyStore;
+
+/// The IoT hub on this machine: serves its HTTP API as API Gateway and Lambda do in AWS, against
+/// the local AWS environment (LocalStack), and hands out tokens for local use.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// File with the hub's environment (table and stream names, endpoints), written by
+    /// `localstack/up.sh`. Variables already set take precedence.
+    #[arg(long, global = true, default_value = ".local/hub.env")]
+    env_file: PathBuf,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default).
+    Serve(ServeArgs),
+    /// Print a SAS token for a device (its primary key) or a shared access policy.
+    Sas {
+        #[command(flatten)]
+        who: Who,
+        /// Lifetime of the token in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
+    /// Print the connection string of a device or a shared access policy.
+    ConnectionString {
+        #[command(flatten)]
+        who: Who,
+    },
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct Who {
+    /// A registered device id.
+    #[arg(long)]
+    device: Option<String>,
+    /// A shared access policy (iothubowner, service, registryRead, registryReadWrite).
+    #[arg(long)]
+    policy: Option<String>,
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Plain HTTP address.
+    #[arg(long, env = "HUB_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// HTTPS address; use 127.0.0.1:443 for SDKs that build https://<HostName>/ themselves.
+    #[arg(long, env = "HUB_HTTPS_ADDR", default_value = "127.0.0.1:8443")]
+    https: SocketAddr,
+    #[arg(long)]
+    no_http: bool,
+    #[arg(long)]
+    no_https: bool,
+    /// Folder of the self-signed certificate (made on first run).
+    #[arg(long, default_value = ".local/gateway/tls")]
+    tls_dir: PathBuf,
+    /// After start, register this device, send it one message and read it back from Kinesis.
+    #[arg(long)]
+    demo_device: Option<String>,
+}
+
+/// `hub-local` without a subcommand serves with the defaults (and the HUB_*_ADDR variables).
+#[derive(Parser)]
+struct ServeOnly {
+    #[command(flatten)]
+    args: ServeArgs,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn")
+            }),
+        )
+        .with_target(false)
+        .init();
+    if cli.env_file.exists()
+        && let Err(error) = dotenvy::from_path(&cli.env_file)
+    {
+        eprintln!("error: cannot read {}: {error}", cli.env_file.display());
+        return std::process::ExitCode::FAILURE;
+    }
+    match run(cli
+        .command
+        .unwrap_or_else(|| Command::Serve(ServeOnly::parse_from(["hub-local"]).args)))
+    .await
+    {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error("{0} (run `localstack/up.sh` first, or set the HUB_* variables)")]
+    Config(#[from] hub_shared::config::ConfigError),
+    #[error("{0}")]
+    Tool(#[from] ToolError),
+    #[error("{0}")]
+    Gateway(#[from] hub_local::gateway::GatewayError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("invalid device id: {0}")]
+    DeviceId(#[from] hub_shared::domain::device_id::DeviceIdError),
+}
+
+async fn run(command: Command) -> Result<(), CliError> {
+    let hub = Arc::new(Hub::from_env(&Env::process()).await?);
+    match command {
+        Command::Serve(args) => serve(hub, args).await,
+        Command::Sas { who, ttl } => {
+            let ttl = Duration::from_secs(ttl);
+            let token = match (who.device, who.policy) {
+                (Some(device), _) => {
+                    let device = DeviceId::parse(&device)?;
+                    demo::device_token(
+                        &hub.host_name,
+                        &device,
+                        &demo::device_key(&hub, &device).await?,
+                        ttl,
+                    )
+                }
+                (_, Some(policy)) => demo::policy_token(&hub, &policy, ttl).await?,
+                _ => unreachable!("clap requires --device or --policy"),
+            };
+            println!("{token}");
+            Ok(())
+        }
+        Command::ConnectionString { who } => {
+            let text = match (who.device, who.policy) {
+                (Some(device), _) => {
+                    let device_id = DeviceId::parse(&device)?;
+                    let key = demo::device_key(&hub, &device_id).await?;
+                    ConnectionString::Device {
+                        host_name: hub.host_name.clone(),
+                        device_id,
+                        key,
+                    }
+                }
+                (_, Some(policy)) => owner_connection_string(&hub, &policy).await?,
+                _ => unreachable!("clap requires --device or --policy"),
+            };
+            println!("{text}");
+            Ok(())
+        }
+    }
+}
+
+async fn owner_connection_string(hub: &Hub, policy: &str) -> Result<ConnectionString, ToolError> {
+    let found = hub
+        .policies
+        .get_policy(policy)
+        .await?
+        .ok_or_else(|| ToolError::Message(format!("no shared access policy named {policy}")))?;
+    Ok(ConnectionString::Service {
+        host_name: hub.host_name.clone(),
+        key_name: found.name,
+        key: found.primary_key,
+    })
+}
+
+async fn serve(hub: Arc<Hub>, args: ServeArgs) -> Result<(), CliError> {
+    let options = GatewayOptions {
+        http: (!args.no_http).then_some(args.http),
+        https: (!args.no_https).then_some(args.https),
+        tls_dir: args.tls_dir.clone(),
+    };
+    let gateway = hub_local::start(Arc::clone(&hub), &options).await?;
+    let owner = owner_connection_string(&hub, "iothubowner").await?;
+    let endpoint = std::env::var("AWS_ENDPOINT_URL")
+        .unwrap_or_else(|_| "AWS (no AWS_ENDPOINT_URL set)".into());
+
+    println!();
+    println!("IoT hub running locally, on {endpoint}");
+    println!("  hub host name  {}", hub.host_name);
+    if let Some(addr) = gateway.http {
+        println!("  HTTP           http://{addr}");
+    }
+    if let (Some(addr), Some(tls)) = (gateway.https, &gateway.tls) {
+        println!(
+            "  HTTPS          https://{addr}  (self-signed certificate: {})",
+            tls.cert.display()
+        );
+    }
+    println!(
+        "  telemetry      Kinesis stream {}",
+        std::env::var(vars::TELEMETRY_STREAM).unwrap_or_default()
+    );
+    println!("  owner          {owner}");
+    println!();
+    println!("  Device connection string: register a device (PUT /devices/<id>), then");
+    println!(
+        "    HostName={};DeviceId=<id>;SharedAccessKey=<its primaryKey>",
+        hub.host_name
+    );
+    println!("    or: cargo run -q -p hub-local -- connection-string --device <id>");
+    println!(
+        "  SAS token for curl:  cargo run -q -p hub-local -- sas --device <id>   (or --policy iothubowner)"
+    );
+    println!();
+
+    if let Some(device) = &args.demo_device {
+        let device = DeviceId::parse(device)?;
+        let (base, ca) = match (gateway.https, &gateway.tls, gateway.http) {
+            (Some(addr), Some(tls), _) => (
+                format!("https://localhost:{}", addr.port()),
+                Some(tls.cert.clone()),
+            ),
+            (_, _, Some(addr)) => (format!("http://{addr}"), None),
+            _ => {
+                return Err(
+                    ToolError::Message("the demo needs HTTP or HTTPS enabled".into()).into(),
+                );
+            }
+        };
+        match demo::run(&hub, &base, ca.as_deref(), &device).await {
+            Ok(report) => {
+                println!("Demo: device {device} registered and sent one message over {base}:");
+                println!("  connection string  {}", report.connection_string);
+                println!(
+                    "  landed in Kinesis  shard {} sequence {} (hubMessageId {})",
+                    report.shard_id, report.sequence_number, report.envelope.hub_message_id
+                );
+                println!(
+                    "  envelope           {}",
+                    String::from_utf8_lossy(&report.envelope.to_json())
+                );
+                println!();
+            }
+            Err(error) => {
+                gateway.shutdown();
+                return Err(CliError::Tool(ToolError::Message(format!(
+                    "the demo failed: {}",
+                    Chain(&error)
+                ))));
+            }
+        }
+    }
+    println!("Press Ctrl-C to stop.");
+
+    tokio::signal::ctrl_c().await?;
+    println!("stopping");
+    gateway.shutdown();
+    gateway.wait().await?;
+    Ok(())
+}

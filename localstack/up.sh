@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Brings up the local AWS environment for the hub: starts LocalStack (installing it on first use),
+# applies infra/ to it, and writes .local/hub.env, the environment the local gateway and the tests
+# read (endpoints, credentials, table and stream names from the Terraform outputs).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+"$LS_DIR/start.sh"
+log "applying infra/ to LocalStack"
+apply_log=$HUB_LOCAL/terraform/apply.log
+mkdir -p "$(dirname "$apply_log")"
+started=$SECONDS
+if ! "$LS_DIR/terraform.sh" apply -no-color >"$apply_log" 2>&1; then
+  tail -n 40 "$apply_log" >&2
+  die "terraform apply failed (full log: $apply_log)"
+fi
+log "terraform apply done in $((SECONDS - started))s"
+
+outputs=$("$LS_DIR/terraform.sh" output -json)
+output() { jq -r --arg name "$1" '.[$name].value' <<<"$outputs"; }
+
+cat >"$HUB_LOCAL/hub.env" <<ENV
+# Written by localstack/up.sh from the Terraform outputs of the local apply. Do not edit.
+AWS_ENDPOINT_URL=$LS_URL
+AWS_REGION=$(output region)
+AWS_ACCESS_KEY_ID=test
+AWS_SECRET_ACCESS_KEY=test
+AWS_EC2_METADATA_DISABLED=true
+HUB_HOST_NAME=$(output hub_host_name)
+HUB_REGISTRY_TABLE=$(output registry_table_name)
+HUB_POLICIES_TABLE=$(output policies_table_name)
+HUB_TELEMETRY_STREAM=$(output telemetry_stream_name)
+ENV
+log "environment written to $HUB_LOCAL/hub.env"

@@ -1,0 +1,15 @@
+//! AWS adapters for the ports, and SDK set-up. Endpoints come from the standard SDK environment
+//! (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_DYNAMODB`, ...), which is how LocalStack is reached.
+
+pub mod kinesis;
+pub mod policies;
+pub mod registry;
+
+pub use kinesis::KinesisRecordSink;
+pub use policies::DynamoDbPolicyStore;
+pub use registry::DynamoDbDeviceRegistry;
+
+/// Loads the SDK configuration once, at cold start.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}

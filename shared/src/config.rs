@@ -1,0 +1,105 @@
+//! Typed configuration read from the environment once, at cold start.
+//!
+//! The variable names are shared by Terraform (function environments), the local gateway and the
+//! tests, so they are defined once here.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Names of the environment variables the hub reads.
+pub mod vars {
+    /// Host name devices and services put in SAS tokens (`sr`) and connection strings.
+    pub const HOST_NAME: &str = "HUB_HOST_NAME";
+    pub const REGISTRY_TABLE: &str = "HUB_REGISTRY_TABLE";
+    pub const POLICIES_TABLE: &str = "HUB_POLICIES_TABLE";
+    pub const TELEMETRY_STREAM: &str = "HUB_TELEMETRY_STREAM";
+    /// Seconds of clock difference tolerated when checking SAS expiry.
+    pub const SAS_CLOCK_SKEW_SECONDS: &str = "HUB_SAS_CLOCK_SKEW_SECONDS";
+    /// Attempts for storing telemetry before the device gets a 503.
+    pub const PUBLISH_MAX_ATTEMPTS: &str = "HUB_PUBLISH_MAX_ATTEMPTS";
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    #[error("environment variable {name} has the invalid value {value:?}: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+/// Reads variables through a lookup function, so tests need not touch the process environment.
+pub struct Env<F: Fn(&str) -> Option<String>> {
+    lookup: F,
+}
+
+impl Env<fn(&str) -> Option<String>> {
+    pub fn process() -> Self {
+        Self {
+            lookup: |name| std::env::var(name).ok(),
+        }
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    pub fn from_fn(lookup: F) -> Self {
+        Self { lookup }
+    }
+
+    pub fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        (self.lookup)(name)
+            .filter(|v| !v.trim().is_empty())
+            .ok_or(ConfigError::Missing(name))
+    }
+
+    pub fn parse_or<T>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        match (self.lookup)(name).filter(|v| !v.trim().is_empty()) {
+            None => Ok(default),
+            Some(value) => value
+                .trim()
+                .parse()
+                .map_err(|e: T::Err| ConfigError::Invalid {
+                    name,
+                    value,
+                    reason: e.to_string(),
+                }),
+        }
+    }
+
+    pub fn seconds_or(&self, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        self.parse_or(name, default).map(Duration::from_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_required_and_defaulted_values() {
+        let env = Env::from_fn(|name| match name {
+            "A" => Some("x".into()),
+            "N" => Some(" 42 ".into()),
+            "BAD" => Some("forty".into()),
+            "BLANK" => Some("  ".into()),
+            _ => None,
+        });
+        assert_eq!(env.required("A").unwrap(), "x");
+        assert_eq!(env.required("B"), Err(ConfigError::Missing("B")));
+        assert_eq!(env.required("BLANK"), Err(ConfigError::Missing("BLANK")));
+        assert_eq!(env.parse_or("N", 0u32).unwrap(), 42);
+        assert_eq!(env.parse_or("MISSING", 7u32).unwrap(), 7);
+        assert!(matches!(
+            env.parse_or("BAD", 0u32),
+            Err(ConfigError::Invalid { name: "BAD", .. })
+        ));
+        assert_eq!(env.seconds_or("N", 1).unwrap(), Duration::from_secs(42));
+    }
+}

@@ -1,0 +1,9 @@
+//! Domain types: free of AWS and of I/O.
+
+pub mod connection_string;
+pub mod device;
+pub mod device_id;
+pub mod envelope;
+pub mod policy;
+pub mod sas;
+pub mod timestamp;

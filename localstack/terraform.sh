@@ -9,7 +9,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 TF_HOME=$HUB_LOCAL/terraform
-TF_STATE=$TF_HOME/local.tfstate
+# TF_STATE_FILE lets the tests plan against a fresh state without touching the running hub's.
+TF_STATE=${TF_STATE_FILE:-$TF_HOME/local.tfstate}
 mkdir -p "$TF_HOME"
 export TF_DATA_DIR=$TF_HOME/data TF_IN_AUTOMATION=1 TF_INPUT=0
 
@@ -55,9 +56,10 @@ case "${1:-}" in
     shift
     tf apply -auto-approve -compact-warnings -state="$TF_STATE" "${local_vars[@]}" "$@"
     ;;
-  output)
+  output | show)
+    cmd=$1
     shift
-    tf output -state="$TF_STATE" "$@"
+    if [ "$cmd" = output ]; then tf output -state="$TF_STATE" "$@"; else tf show "$@"; fi
     ;;
   plan | destroy)
     cmd=$1

@@ -17,7 +17,7 @@ fi
 log "terraform apply done in $((SECONDS - started))s"
 
 outputs=$("$LS_DIR/terraform.sh" output -json)
-output() { jq -r --arg name "$1" '.[$name].value' <<<"$outputs"; }
+output() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]]["value"])' "$1" <<<"$outputs"; }
 
 cat >"$HUB_LOCAL/hub.env" <<ENV
 # Written by localstack/up.sh from the Terraform outputs of the local apply. Do not edit.

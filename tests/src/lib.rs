@@ -1,1 +1,404 @@
+//! Test harness for the integration tests: the local AWS environment (LocalStack, set up by
+//! `localstack/up.sh`), one local gateway per test binary serving HTTP and HTTPS, and helpers that
+//! act as devices and services do.
+//!
+//! Without the local environment the tests fail loudly; they never skip.
 
+pub mod runtime_api;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hub_local::stream::TelemetryTail;
+use hub_local::{GatewayOptions, Hub};
+use hub_shared::config::{Env, vars};
+use hub_shared::domain::device::DeviceDescription;
+use hub_shared::domain::envelope::TelemetryEnvelope;
+use hub_shared::domain::sas::{SasToken, SymmetricKey};
+use hub_shared::error::ErrorBody;
+use hub_shared::ports::PolicyStore;
+
+pub const API_VERSION: &str = "2021-04-12";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// Loads `.local/hub.env` (variables already set win) and checks the hub's variables are there.
+pub fn load_environment() {
+    static LOADED: OnceLock<()> = OnceLock::new();
+    LOADED.get_or_init(|| {
+        let file = repo_root().join(".local/hub.env");
+        if file.exists() {
+            dotenvy::from_path(&file)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+        }
+        for name in [
+            vars::HOST_NAME,
+            vars::REGISTRY_TABLE,
+            vars::POLICIES_TABLE,
+            vars::TELEMETRY_STREAM,
+            "AWS_ENDPOINT_URL",
+        ] {
+            if std::env::var(name).is_err() {
+                panic!(
+                    "integration tests need the local AWS environment, but {name} is not set.\n\
+                     Run them with `make test` (which starts LocalStack and applies infra/), \
+                     or run `localstack/up.sh` first."
+                );
+            }
+        }
+    });
+}
+
+/// The local gateway, shared by all tests of one test binary, on its own runtime so it outlives
+/// each test's runtime.
+pub struct Gateway {
+    pub http_url: String,
+    pub https_url: String,
+    pub cert_pem: Vec<u8>,
+    pub host_name: String,
+    hub: Arc<Hub>,
+    runtime: tokio::runtime::Handle,
+}
+
+pub fn gateway() -> &'static Gateway {
+    static GATEWAY: OnceLock<Gateway> = OnceLock::new();
+    GATEWAY.get_or_init(|| {
+        load_environment();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap_or_else(|e| panic!("gateway runtime: {e}"));
+            runtime.block_on(async {
+                let hub = Arc::new(
+                    Hub::from_env(&Env::process())
+                        .await
+                        .unwrap_or_else(|e| panic!("hub config: {e}")),
+                );
+                let tls_dir =
+                    std::env::temp_dir().join(format!("hub-tests-tls-{}", std::process::id()));
+                let options = GatewayOptions {
+                    http: Some("127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}"))),
+                    https: Some("127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}"))),
+                    tls_dir,
+                };
+                let running = hub_local::start(Arc::clone(&hub), &options)
+                    .await
+                    .unwrap_or_else(|e| panic!("gateway: {e}"));
+                let (Some(http), Some(https), Some(tls)) =
+                    (running.http, running.https, running.tls.clone())
+                else {
+                    panic!("gateway did not start both listeners")
+                };
+                let gateway = Gateway {
+                    http_url: format!("http://{http}"),
+                    https_url: format!("https://localhost:{}", https.port()),
+                    cert_pem: std::fs::read(&tls.cert).unwrap_or_else(|e| panic!("read cert: {e}")),
+                    host_name: hub.host_name.clone(),
+                    hub,
+                    runtime: tokio::runtime::Handle::current(),
+                };
+                sender
+                    .send(gateway)
+                    .unwrap_or_else(|_| panic!("test harness went away"));
+                running
+                    .wait()
+                    .await
+                    .unwrap_or_else(|e| panic!("gateway stopped: {e}"));
+            });
+        });
+        receiver
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("gateway did not start: {e}"))
+    })
+}
+
+impl Gateway {
+    /// A client for the plain HTTP listener.
+    pub fn http(&self) -> Client {
+        Client {
+            base: self.http_url.clone(),
+            inner: reqwest::Client::new(),
+        }
+    }
+
+    /// A client for the HTTPS listener that trusts the gateway's self-signed certificate.
+    pub fn https(&self) -> Client {
+        let cert =
+            reqwest::Certificate::from_pem(&self.cert_pem).unwrap_or_else(|e| panic!("cert: {e}"));
+        let inner = reqwest::Client::builder()
+            .tls_certs_only([cert])
+            .build()
+            .unwrap_or_else(|e| panic!("client: {e}"));
+        Client {
+            base: self.https_url.clone(),
+            inner,
+        }
+    }
+
+    /// A service token for a built-in policy, signed with its primary key.
+    pub async fn policy_token(&self, name: &str) -> String {
+        let hub = Arc::clone(&self.hub);
+        let name = name.to_owned();
+        let policy = self
+            .runtime
+            .spawn(async move { hub.policies.get_policy(&name).await })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("policy store: {e}"))
+            .unwrap_or_else(|| panic!("policy missing: was infra/ applied?"));
+        SasToken::generate(
+            &self.host_name,
+            &policy.primary_key,
+            in_an_hour(),
+            Some(&policy.name),
+        )
+    }
+
+    /// `HostName=...;SharedAccessKeyName=iothubowner;SharedAccessKey=...`
+    pub async fn owner_connection_string(&self) -> String {
+        let hub = Arc::clone(&self.hub);
+        let policy = self
+            .runtime
+            .spawn(async move { hub.policies.get_policy("iothubowner").await })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("policy store: {e}"))
+            .unwrap_or_else(|| panic!("iothubowner missing: was infra/ applied?"));
+        format!(
+            "HostName={};SharedAccessKeyName=iothubowner;SharedAccessKey={}",
+            self.host_name,
+            policy.primary_key.to_base64()
+        )
+    }
+
+    pub async fn owner_token(&self) -> String {
+        self.policy_token("iothubowner").await
+    }
+
+    pub fn device_token(&self, device_id: &str, key: &SymmetricKey) -> String {
+        SasToken::generate(
+            &format!("{}/devices/{device_id}", self.host_name),
+            key,
+            in_an_hour(),
+            None,
+        )
+    }
+
+    /// Registers a device through the API (as a service would) and returns its description.
+    pub async fn register(&self, device_id: &str) -> RegisteredDevice {
+        let response = self
+            .http()
+            .put(&format!("/devices/{device_id}"), &self.owner_token().await)
+            .json(&serde_json::json!({ "deviceId": device_id }))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("register {device_id}: {e}"));
+        assert_eq!(response.status().as_u16(), 200, "register {device_id}");
+        let description: DeviceDescription = response
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("device json: {e}"));
+        RegisteredDevice::from_description(device_id, description)
+    }
+
+    pub fn telemetry_stream(&self) -> &str {
+        &self.hub.telemetry_stream
+    }
+}
+
+/// A device registered for a test, with the keys the registry gave it.
+pub struct RegisteredDevice {
+    pub id: String,
+    pub primary_key: SymmetricKey,
+    pub secondary_key: SymmetricKey,
+    pub etag: String,
+}
+
+impl RegisteredDevice {
+    fn from_description(id: &str, description: DeviceDescription) -> Self {
+        let keys = description
+            .authentication
+            .and_then(|a| a.symmetric_key)
+            .unwrap_or_default();
+        let key = |k: Option<String>| {
+            SymmetricKey::from_base64(&k.unwrap_or_default()).unwrap_or_else(|e| panic!("key: {e}"))
+        };
+        Self {
+            id: id.to_owned(),
+            primary_key: key(keys.primary_key),
+            secondary_key: key(keys.secondary_key),
+            etag: description.etag.unwrap_or_default(),
+        }
+    }
+
+    pub fn token(&self) -> String {
+        gateway().device_token(&self.id, &self.primary_key)
+    }
+
+    pub fn events_path(&self) -> String {
+        format!("/devices/{}/messages/events", self.id)
+    }
+}
+
+/// A thin reqwest wrapper: paths relative to the gateway, `api-version` added as the SDKs do.
+pub struct Client {
+    pub base: String,
+    pub inner: reqwest::Client,
+}
+
+impl Client {
+    pub fn url(&self, path: &str) -> String {
+        let separator = if path.contains('?') { '&' } else { '?' };
+        format!("{}{path}{separator}api-version={API_VERSION}", self.base)
+    }
+
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        authorization: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let builder = self.inner.request(method, self.url(path));
+        match authorization {
+            Some(value) => builder.header("authorization", value),
+            None => builder,
+        }
+    }
+
+    pub fn put(&self, path: &str, authorization: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::PUT, path, Some(authorization))
+    }
+
+    pub fn get(&self, path: &str, authorization: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::GET, path, Some(authorization))
+    }
+
+    pub fn delete(&self, path: &str, authorization: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::DELETE, path, Some(authorization))
+    }
+
+    pub fn post(&self, path: &str, authorization: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::POST, path, Some(authorization))
+    }
+}
+
+/// Status and Azure error code of a response; panics if an error response lacks the error body.
+pub async fn status_and_code(response: reqwest::Response) -> (u16, Option<String>) {
+    let status = response.status().as_u16();
+    let header_code = response
+        .headers()
+        .get("iothub-errorcode")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let text = response.text().await.unwrap_or_default();
+    if status < 400 {
+        return (status, None);
+    }
+    let body: ErrorBody = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("error {status} without an Azure error body ({e}): {text}"));
+    let code = body.code().map(str::to_owned);
+    assert_eq!(
+        code, header_code,
+        "iothub-errorcode header and body disagree: {text}"
+    );
+    (status, code)
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+pub fn in_an_hour() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+        + 3600
+}
+
+/// AWS clients are tied to the runtime that made their connections, and each test has its own:
+/// make them per test.
+pub async fn kinesis() -> aws_sdk_kinesis::Client {
+    load_environment();
+    aws_sdk_kinesis::Client::new(&hub_shared::aws::sdk_config().await)
+}
+
+/// Starts reading the telemetry stream; only records put after this are seen.
+pub async fn tail() -> TelemetryTail {
+    let gateway = gateway();
+    TelemetryTail::from_now(kinesis().await, gateway.telemetry_stream())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A record read back from the stream, decoded.
+pub struct StoredMessage {
+    pub partition_key: String,
+    pub envelope: TelemetryEnvelope,
+}
+
+/// Reads the stream until `count` records for `device_id` arrived, and returns exactly those.
+pub async fn read_device_records(
+    tail: &mut TelemetryTail,
+    device_id: &str,
+    count: usize,
+) -> Vec<StoredMessage> {
+    let mine = |records: &[hub_local::stream::ReceivedRecord]| {
+        records
+            .iter()
+            .filter(|r| r.partition_key == device_id)
+            .count()
+    };
+    let records = tail
+        .read_until(Duration::from_secs(30), |records| mine(records) >= count)
+        .await
+        .unwrap_or_else(|e| panic!("waiting for {count} records of {device_id}: {e}"));
+    records
+        .iter()
+        .filter(|r| r.partition_key == device_id)
+        .map(|r| StoredMessage {
+            partition_key: r.partition_key.clone(),
+            envelope: TelemetryEnvelope::from_json(&r.data)
+                .unwrap_or_else(|e| panic!("envelope: {e}")),
+        })
+        .collect()
+}
+
+/// Proves that nothing was written for `device` since `tail` started: sends one valid sentinel
+/// message and checks it is the only record of that device (same partition key, same shard, so a
+/// record written earlier would come first).
+pub async fn assert_nothing_written(tail: &mut TelemetryTail, device: &RegisteredDevice) {
+    let sentinel = unique("sentinel");
+    let response = gateway()
+        .http()
+        .post(&device.events_path(), &device.token())
+        .header("iothub-messageid", &sentinel)
+        .body("sentinel")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("sentinel: {e}"));
+    assert_eq!(
+        response.status().as_u16(),
+        204,
+        "the sentinel message must be accepted"
+    );
+    let records = read_device_records(tail, &device.id, 1).await;
+    let ids: Vec<Option<&str>> = records
+        .iter()
+        .map(|r| r.envelope.system_properties.message_id.as_deref())
+        .collect();
+    assert_eq!(
+        ids,
+        [Some(sentinel.as_str())],
+        "rejected requests wrote to the stream"
+    );
+}

@@ -314,3 +314,21 @@ async fn an_unavailable_registry_is_not_a_denial() {
         .await;
     assert_eq!(verdict, AuthContext::Unavailable);
 }
+
+#[tokio::test]
+async fn invalid_ids_on_service_routes_are_left_to_the_handler() {
+    let f = fixture();
+    let owner = f.policy("iothubowner");
+    let token = SasToken::generate(HOST, &owner.primary_key, in_an_hour(), Some("iothubowner"));
+    assert!(matches!(
+        f.verdict(GET_DEVICE, "/devices/bad%20id", Some(&token))
+            .await,
+        AuthContext::Allow(_)
+    ));
+    let device = device_token("bad id", &f.device.primary_key);
+    assert_denied(
+        f.verdict(SEND, "/devices/bad%20id/messages/events", Some(&device))
+            .await,
+        "invalid device id",
+    );
+}

@@ -1,0 +1,18 @@
+# The two commands a newcomer needs are `make run` and `make test` (see README.md).
+
+.PHONY: run test stop lambdas bench
+
+run: ## Run the hub locally: LocalStack + infra/ + local gateway + a demo device
+	scripts/run-hub.sh
+
+test: ## Every check and test, as CI runs them
+	scripts/test.sh
+
+stop: ## Stop the local LocalStack
+	localstack/stop.sh
+
+lambdas: ## Release Lambda packages (target/lambda/*/bootstrap.zip)
+	scripts/build-lambdas.sh
+
+bench: ## Criterion benchmark of the ingest hot path
+	cargo bench -p hub-ingest --bench ingest_hot_path

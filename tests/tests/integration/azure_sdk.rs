@@ -1,0 +1,99 @@
+//! Azure's own IoT SDKs for Node.js, unchanged, against the hub: the service SDK's registry
+//! manager (REST) registers a device, the device SDK's HTTP transport sends a message and a batch,
+//! and a wrong key is refused as Azure would refuse it. The SDKs build `https://<HostName>/...`
+//! themselves, so this test serves HTTPS on 127.0.0.1:443.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hub_local::{GatewayOptions, Hub};
+use hub_shared::config::Env;
+use hub_tests::{gateway, read_device_records, repo_root, tail, unique};
+use tokio::process::Command;
+
+#[tokio::test]
+async fn azure_node_sdks_register_and_send_over_https() {
+    let shared = gateway();
+    let sdk_dir = repo_root().join("tests/azure-sdk");
+    assert!(
+        sdk_dir.join("node_modules/azure-iot-device-http").exists(),
+        "the Azure SDKs are not installed: run `npm ci --prefix tests/azure-sdk` (`make test` does)"
+    );
+
+    let hub = Arc::new(Hub::from_env(&Env::process()).await.unwrap());
+    let tls_dir = std::env::temp_dir().join(format!("hub-sdk-tls-{}", uuid::Uuid::new_v4()));
+    let options = GatewayOptions {
+        http: None,
+        https: Some("127.0.0.1:443".parse().unwrap()),
+        tls_dir,
+    };
+    let gateway = hub_local::start(hub, &options).await.unwrap_or_else(|e| {
+        panic!("this test needs to listen on 127.0.0.1:443 (root or CAP_NET_BIND_SERVICE): {e}")
+    });
+    let cert = gateway.tls.clone().unwrap().cert;
+
+    let device_id = unique("node-sdk");
+    let mut tail = tail().await;
+    let script = Command::new("node")
+        .arg(sdk_dir.join("compat.js"))
+        .env(
+            "OWNER_CONNECTION_STRING",
+            shared.owner_connection_string().await,
+        )
+        .env("DEVICE_ID", &device_id)
+        .env("NODE_EXTRA_CA_CERTS", &cert)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), script)
+        .await
+        .unwrap_or_else(|_| panic!("the Azure SDK script did not finish within 120 s"))
+        .unwrap_or_else(|e| panic!("cannot run node: {e}"));
+    gateway.shutdown();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the Azure SDK script failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(summary["createdStatus"], 200);
+    assert_eq!(summary["generationId"].as_str().map(str::len), Some(18));
+    assert_eq!(
+        summary["refusedWith"], "UnauthorizedError",
+        "the device SDK recognises the hub's 401"
+    );
+
+    let records = read_device_records(&mut tail, &device_id, 4).await;
+    // The Node SDK's batch format carries application properties only, no message ids.
+    let ids: Vec<Option<&str>> = records
+        .iter()
+        .map(|r| r.envelope.system_properties.message_id.as_deref())
+        .collect();
+    assert_eq!(ids, [Some("node-single"), None, None, None]);
+    let single = &records[0].envelope;
+    assert_eq!(single.body, br#"{"temperature":21.5}"#);
+    assert_eq!(
+        single.system_properties.correlation_id.as_deref(),
+        Some("node-correlation")
+    );
+    assert_eq!(
+        single.system_properties.content_type.as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(
+        single.system_properties.content_encoding.as_deref(),
+        Some("utf-8")
+    );
+    assert_eq!(
+        single.properties.get("unit").map(String::as_str),
+        Some("celsius")
+    );
+    for (i, record) in records[1..].iter().enumerate() {
+        assert_eq!(record.envelope.body, format!("reading {i}").into_bytes());
+        assert_eq!(
+            record.envelope.properties.get("index"),
+            Some(&i.to_string())
+        );
+    }
+}

@@ -1,0 +1,11 @@
+//! Integration tests against LocalStack through the local gateway (HTTP and HTTPS), the real
+//! function binaries, and the Terraform configuration. One test binary, so the gateway and the
+//! AWS SDK are set up once.
+
+mod auth;
+mod azure_sdk;
+mod bad_input;
+mod infra;
+mod lambda_binaries;
+mod registry;
+mod telemetry;

@@ -160,6 +160,171 @@ module "ingest" {
   }
 }
 
+# --- Cloud-to-device messages ---------------------------------------------------------------
+# One item per queued message, keyed by "<deviceId>/<generationId>" and sequence number; the queue
+# head (sequence, depth) lives on the device's registry item. The sparse `due` index lets the sweep
+# find expired messages and unfinished settlements. TTL is only a backstop for abandoned items.
+
+resource "aws_dynamodb_table" "commands" {
+  name                        = "${var.name_prefix}-commands"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "queue"
+  range_key                   = "seq"
+  deletion_protection_enabled = var.deletion_protection
+
+  attribute {
+    name = "queue"
+    type = "S"
+  }
+
+  attribute {
+    name = "seq"
+    type = "N"
+  }
+
+  attribute {
+    name = "dueShard"
+    type = "S"
+  }
+
+  attribute {
+    name = "dueAt"
+    type = "N"
+  }
+
+  global_secondary_index {
+    name            = "due"
+    hash_key        = "dueShard"
+    range_key       = "dueAt"
+    projection_type = "KEYS_ONLY"
+  }
+
+  ttl {
+    attribute_name = "ttl"
+    enabled        = true
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+}
+
+module "command_requests_dead_letter" {
+  source            = "./modules/queue"
+  name              = "${var.name_prefix}-command-requests-dlq"
+  retention_seconds = 1209600
+}
+
+module "command_requests" {
+  source = "./modules/queue"
+  name   = "${var.name_prefix}-command-requests"
+  # Lambda's guidance for SQS sources: at least six times the function timeout.
+  visibility_timeout_seconds = 6 * local.commands_timeout_seconds
+  dead_letter_arn            = module.command_requests_dead_letter.arn
+  max_receive_count          = var.command_requests_max_receive_count
+}
+
+module "feedback" {
+  source = "./modules/queue"
+  name   = "${var.name_prefix}-c2d-feedback"
+}
+
+module "c2d_dead_letter" {
+  source            = "./modules/queue"
+  name              = "${var.name_prefix}-c2d-dead-letter"
+  retention_seconds = 1209600
+}
+
+locals {
+  # Long polls (?waitSeconds, at most 20) must fit in one invocation.
+  commands_timeout_seconds = max(var.lambda_timeout_seconds, 25)
+}
+
+module "commands" {
+  source = "./modules/lambda_function"
+
+  name               = "${var.name_prefix}-commands"
+  zip_path           = "${var.lambda_artifacts_dir}/commands/bootstrap.zip"
+  create_function    = var.deploy_compute
+  architecture       = var.lambda_architecture
+  memory_mb          = var.lambda_memory_mb
+  timeout_seconds    = local.commands_timeout_seconds
+  log_retention_days = var.log_retention_days
+  environment = merge(local.common_environment, {
+    HUB_REGISTRY_TABLE            = aws_dynamodb_table.registry.name
+    HUB_COMMANDS_TABLE            = aws_dynamodb_table.commands.name
+    HUB_FEEDBACK_QUEUE_URL        = module.feedback.url
+    HUB_C2D_DEAD_LETTER_QUEUE_URL = module.c2d_dead_letter.url
+    HUB_COMMAND_REQUESTS_DLQ_URL  = module.command_requests_dead_letter.url
+    HUB_C2D_MAX_QUEUE_DEPTH       = tostring(var.c2d_max_queue_depth)
+    HUB_C2D_LOCK_SECONDS          = tostring(var.c2d_lock_seconds)
+    HUB_C2D_MAX_DELIVERY_COUNT    = tostring(var.c2d_max_delivery_count)
+    HUB_C2D_DEFAULT_TTL_SECONDS   = tostring(var.c2d_default_ttl_seconds)
+    HUB_C2D_MAX_TTL_SECONDS       = tostring(var.c2d_max_ttl_seconds)
+  })
+  policy_statements = {
+    QueueHeads = {
+      actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+      resources = [aws_dynamodb_table.registry.arn]
+    }
+    Queues = {
+      actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"]
+      resources = [aws_dynamodb_table.commands.arn]
+    }
+    DueIndex = {
+      actions   = ["dynamodb:Query"]
+      resources = ["${aws_dynamodb_table.commands.arn}/index/due"]
+    }
+    Feedback = {
+      actions   = ["sqs:SendMessage", "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"]
+      resources = [module.feedback.arn]
+    }
+    DeadLetters = {
+      actions   = ["sqs:SendMessage"]
+      resources = [module.c2d_dead_letter.arn, module.command_requests_dead_letter.arn]
+    }
+    ConsumeCommandRequests = {
+      actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"]
+      resources = [module.command_requests.arn]
+    }
+  }
+}
+
+resource "aws_lambda_event_source_mapping" "command_requests" {
+  count = var.deploy_compute ? 1 : 0
+
+  event_source_arn                   = module.command_requests.arn
+  function_name                      = module.commands.function_arn
+  batch_size                         = var.command_requests_batch_size
+  maximum_batching_window_in_seconds = 1
+  function_response_types            = ["ReportBatchItemFailures"]
+}
+
+resource "aws_cloudwatch_event_rule" "sweep" {
+  count = var.deploy_compute ? 1 : 0
+
+  name                = "${var.name_prefix}-c2d-sweep"
+  description         = "Expires cloud-to-device messages and finishes interrupted settlements."
+  schedule_expression = "rate(1 minute)"
+}
+
+resource "aws_cloudwatch_event_target" "sweep" {
+  count = var.deploy_compute ? 1 : 0
+
+  rule = aws_cloudwatch_event_rule.sweep[0].name
+  arn  = module.commands.function_arn
+}
+
+resource "aws_lambda_permission" "sweep" {
+  count = var.deploy_compute ? 1 : 0
+
+  statement_id  = "sweep-schedule"
+  action        = "lambda:InvokeFunction"
+  function_name = module.commands.function_name
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.sweep[0].arn
+}
+
 # --- HTTP API --------------------------------------------------------------------------------
 
 module "http_api" {
@@ -185,6 +350,10 @@ module "http_api" {
     ingest = {
       function_name = module.ingest.function_name
       invoke_arn    = module.ingest.invoke_arn
+    }
+    commands = {
+      function_name = module.commands.function_name
+      invoke_arn    = module.commands.invoke_arn
     }
   }
 }

@@ -33,12 +33,38 @@ output "telemetry_stream_arn" {
   value       = aws_kinesis_stream.telemetry.arn
 }
 
+output "commands_table_name" {
+  description = "DynamoDB table of cloud-to-device message queues."
+  value       = aws_dynamodb_table.commands.name
+}
+
+output "feedback_queue_url" {
+  description = "SQS queue of delivery feedback (read through GET /messages/serviceBound/feedback)."
+  value       = module.feedback.url
+}
+
+output "c2d_dead_letter_queue_url" {
+  description = "SQS queue receiving cloud-to-device messages that exceeded the delivery count."
+  value       = module.c2d_dead_letter.url
+}
+
+output "command_requests_queue_url" {
+  description = "SQS queue where asynchronous producers put command requests."
+  value       = module.command_requests.url
+}
+
+output "command_requests_dead_letter_queue_url" {
+  description = "SQS queue receiving command requests that cannot be processed."
+  value       = module.command_requests_dead_letter.url
+}
+
 output "function_names" {
   description = "Lambda function names by role (created only when deploy_compute is true)."
   value = {
     authorize = module.authorize.function_name
     registry  = module.registry.function_name
     ingest    = module.ingest.function_name
+    commands  = module.commands.function_name
   }
 }
 
@@ -48,6 +74,7 @@ output "function_role_arns" {
     authorize = module.authorize.role_arn
     registry  = module.registry.role_arn
     ingest    = module.ingest.role_arn
+    commands  = module.commands.role_arn
   }
 }
 

@@ -19,6 +19,7 @@ provider "aws" {
       apigatewayv2   = endpoints.value
       cloudwatchlogs = endpoints.value
       dynamodb       = endpoints.value
+      events         = endpoints.value
       iam            = endpoints.value
       kinesis        = endpoints.value
       lambda         = endpoints.value

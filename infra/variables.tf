@@ -139,6 +139,53 @@ variable "api_throttling_rate_limit" {
   default     = 500
 }
 
+variable "c2d_max_queue_depth" {
+  description = "Cloud-to-device messages a device's queue may hold before sends get 403 DeviceMaximumQueueDepthExceeded (Azure: 50)."
+  type        = number
+  default     = 50
+}
+
+variable "c2d_lock_seconds" {
+  description = "How long a received cloud-to-device message stays locked to its receiver (Azure: 60)."
+  type        = number
+  default     = 60
+}
+
+variable "c2d_max_delivery_count" {
+  description = "Deliveries before a cloud-to-device message is dead-lettered (Azure: 10)."
+  type        = number
+  default     = 10
+}
+
+variable "c2d_default_ttl_seconds" {
+  description = "Time to live of cloud-to-device messages that set no expiry (Azure: 1 hour)."
+  type        = number
+  default     = 3600
+}
+
+variable "c2d_max_ttl_seconds" {
+  description = "Longest time to live a cloud-to-device message may ask for (Azure: 2 days)."
+  type        = number
+  default     = 172800
+
+  validation {
+    condition     = var.c2d_max_ttl_seconds >= 60
+    error_message = "c2d_max_ttl_seconds must be at least 60."
+  }
+}
+
+variable "command_requests_batch_size" {
+  description = "Command requests per invocation of the commands function (SQS event source mapping)."
+  type        = number
+  default     = 10
+}
+
+variable "command_requests_max_receive_count" {
+  description = "Receives of a command request before SQS moves it to the dead-letter queue."
+  type        = number
+  default     = 5
+}
+
 variable "deletion_protection" {
   description = "Protect the registry and policy tables from deletion (turn off to destroy a test hub)."
   type        = bool

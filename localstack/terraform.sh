@@ -46,8 +46,11 @@ fi
 
 tf() { terraform -chdir="$REPO_ROOT/infra" "$@"; }
 
-if [ ! -d "$TF_DATA_DIR/providers" ] || [ "$REPO_ROOT/infra/versions.tf" -nt "$TF_DATA_DIR/providers" ]; then
+# (Re)initialise when a .tf file changed since the last init (new modules, provider versions).
+marker=$TF_DATA_DIR/.initialized
+if [ ! -f "$marker" ] || [ -n "$(find "$REPO_ROOT/infra" -name '*.tf' -newer "$marker" -print -quit)" ]; then
   tf init -input=false >/dev/null
+  touch "$marker"
 fi
 
 local_vars=(-var-file=environments/local.tfvars -var "aws_endpoint_url=$LS_URL")

@@ -30,5 +30,10 @@ HUB_HOST_NAME=$(output hub_host_name)
 HUB_REGISTRY_TABLE=$(output registry_table_name)
 HUB_POLICIES_TABLE=$(output policies_table_name)
 HUB_TELEMETRY_STREAM=$(output telemetry_stream_name)
+HUB_COMMANDS_TABLE=$(output commands_table_name)
+HUB_FEEDBACK_QUEUE_URL=$(output feedback_queue_url)
+HUB_C2D_DEAD_LETTER_QUEUE_URL=$(output c2d_dead_letter_queue_url)
+HUB_COMMAND_REQUESTS_QUEUE_URL=$(output command_requests_queue_url)
+HUB_COMMAND_REQUESTS_DLQ_URL=$(output command_requests_dead_letter_queue_url)
 ENV
 log "environment written to $HUB_LOCAL/hub.env"

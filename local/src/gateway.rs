@@ -15,6 +15,7 @@ use axum_server::{Handle, accept::DefaultAcceptor};
 use tokio::task::JoinHandle;
 
 use crate::api_gateway::{self, IncomingRequest, MAX_REQUEST_BYTES};
+use crate::event_sources::{self, EventSourceOptions};
 use crate::hub::Hub;
 use crate::tls::{TlsError, TlsFiles, ensure_self_signed};
 
@@ -26,6 +27,8 @@ pub struct GatewayOptions {
     pub https: Option<SocketAddr>,
     /// Where the self-signed certificate is kept.
     pub tls_dir: PathBuf,
+    /// Run the functions' other event sources (SQS mapping, sweep schedule) too.
+    pub event_sources: Option<EventSourceOptions>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,10 +47,14 @@ pub struct RunningGateway {
     pub tls: Option<TlsFiles>,
     handles: Vec<Handle<SocketAddr>>,
     tasks: Vec<JoinHandle<io::Result<()>>>,
+    background: Vec<JoinHandle<()>>,
 }
 
 impl RunningGateway {
     pub fn shutdown(&self) {
+        for task in &self.background {
+            task.abort();
+        }
         for handle in &self.handles {
             handle.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
         }
@@ -109,7 +116,11 @@ pub async fn start(
         tls: None,
         handles: Vec::new(),
         tasks: Vec::new(),
+        background: Vec::new(),
     };
+    if let Some(sources) = &options.event_sources {
+        running.background = event_sources::spawn(Arc::clone(&hub), sources);
+    }
 
     if let Some(addr) = options.http {
         let handle = Handle::new();

@@ -7,18 +7,29 @@ use aws_lambda_events::apigw::{
     ApiGatewayV2CustomAuthorizerV2Request, ApiGatewayV2httpRequest, ApiGatewayV2httpResponse,
 };
 use hub_authorize::{Authorizer, AuthorizerConfig, AuthorizerResponse};
+use hub_commands::{Commands, CommandsConfig, CommandsHandler};
 use hub_ingest::{IngestConfig, IngestHandler};
 use hub_registry::{RegistryConfig, RegistryHandler};
-use hub_shared::aws::{DynamoDbDeviceRegistry, DynamoDbPolicyStore, KinesisRecordSink};
-use hub_shared::config::{ConfigError, Env};
+use hub_shared::aws::{
+    DynamoDbCommandStore, DynamoDbDeviceRegistry, DynamoDbPolicyStore, KinesisRecordSink, SqsQueue,
+};
+use hub_shared::config::{ConfigError, Env, vars};
 use hub_shared::routes::Function;
 use serde::Serialize;
+
+use crate::metrics::{CallCounter, Instrumentation};
 use serde::de::DeserializeOwned;
+
+pub type CommandsService = CommandsHandler<DynamoDbCommandStore, SqsQueue, SqsQueue>;
 
 pub struct Hub {
     pub authorizer: Authorizer<DynamoDbDeviceRegistry, DynamoDbPolicyStore>,
     pub registry: RegistryHandler<DynamoDbDeviceRegistry>,
     pub ingest: IngestHandler<KinesisRecordSink>,
+    pub commands: CommandsService,
+    /// The queue the `commands` function consumes through its event source mapping.
+    pub command_requests_queue_url: String,
+    pub sqs: aws_sdk_sqs::Client,
     /// Direct access to the tables, for the local tools (tokens, connection strings).
     pub devices: DynamoDbDeviceRegistry,
     pub policies: DynamoDbPolicyStore,
@@ -36,21 +47,61 @@ pub enum InvokeError {
     Panicked,
 }
 
+impl From<tokio::task::JoinError> for InvokeError {
+    fn from(_: tokio::task::JoinError) -> Self {
+        InvokeError::Panicked
+    }
+}
+
 impl Hub {
     /// Builds every function from the environment, as each Lambda's `main` does at cold start.
     pub async fn from_env<F: Fn(&str) -> Option<String>>(
         env: &Env<F>,
     ) -> Result<Self, ConfigError> {
+        Self::from_env_with(env, None).await
+    }
+
+    /// As `from_env`, counting DynamoDB calls when `instrumentation` is given.
+    pub async fn from_env_with<F: Fn(&str) -> Option<String>>(
+        env: &Env<F>,
+        instrumentation: Option<&Instrumentation>,
+    ) -> Result<Self, ConfigError> {
         let authorizer_config = AuthorizerConfig::from_env(env)?;
         let registry_config = RegistryConfig::from_env(env)?;
         let ingest_config = IngestConfig::from_env(env)?;
+        let commands_config = CommandsConfig::from_env(env)?;
+        let command_requests_queue_url = env.required(vars::COMMAND_REQUESTS_QUEUE_URL)?;
         let sdk = hub_shared::aws::sdk_config().await;
-        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        let dynamodb_client = |counter: Option<&CallCounter>| {
+            let mut config = aws_sdk_dynamodb::config::Builder::from(&sdk);
+            if let Some(counter) = counter {
+                config = config.interceptor(counter.clone());
+            }
+            aws_sdk_dynamodb::Client::from_conf(config.build())
+        };
+        let authorizer_dynamodb = dynamodb_client(instrumentation.map(|i| &i.authorizer_dynamodb));
+        let dynamodb = dynamodb_client(instrumentation.map(|i| &i.functions_dynamodb));
         let kinesis = aws_sdk_kinesis::Client::new(&sdk);
-        let devices =
-            DynamoDbDeviceRegistry::new(dynamodb.clone(), &authorizer_config.registry_table);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let commands = CommandsHandler::new(
+            Commands::new(
+                DynamoDbCommandStore::new(
+                    dynamodb.clone(),
+                    &commands_config.commands_table,
+                    &commands_config.registry_table,
+                ),
+                SqsQueue::new(sqs.clone(), &commands_config.feedback_queue_url),
+                SqsQueue::new(sqs.clone(), &commands_config.dead_letter_queue_url),
+                commands_config.policy,
+            ),
+            SqsQueue::new(sqs.clone(), &commands_config.requests_dead_letter_queue_url),
+        );
+        let devices = DynamoDbDeviceRegistry::new(
+            authorizer_dynamodb.clone(),
+            &authorizer_config.registry_table,
+        );
         let policies =
-            DynamoDbPolicyStore::new(dynamodb.clone(), &authorizer_config.policies_table);
+            DynamoDbPolicyStore::new(authorizer_dynamodb, &authorizer_config.policies_table);
         Ok(Self {
             authorizer: Authorizer::new(
                 devices.clone(),
@@ -66,6 +117,9 @@ impl Hub {
                 KinesisRecordSink::new(kinesis.clone(), &ingest_config.telemetry_stream),
                 ingest_config.retry,
             ),
+            commands,
+            command_requests_queue_url,
+            sqs,
             devices,
             policies,
             kinesis,
@@ -102,7 +156,25 @@ impl Hub {
                 invoke(self, event, |hub, event: ApiGatewayV2httpRequest| async move { hub.ingest.handle(&event).await })
                     .await
             }
+            Function::Commands => {
+                invoke(self, event, |hub, event: ApiGatewayV2httpRequest| async move {
+                    hub.commands.handle_http(&event).await
+                })
+                .await
+            }
         }
+    }
+
+    /// Invokes the `commands` function with a non-HTTP event (an SQS batch, a scheduled sweep).
+    pub async fn invoke_commands(
+        self: &Arc<Self>,
+        event: serde_json::Value,
+    ) -> Result<serde_json::Value, InvokeError> {
+        let hub = Arc::clone(self);
+        let response = tokio::spawn(async move { hub.commands.handle(event).await })
+            .await
+            .map_err(|_| InvokeError::Panicked)??;
+        Ok(response)
     }
 }
 

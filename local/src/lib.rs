@@ -2,9 +2,12 @@
 //! in AWS, running the same handler code against LocalStack.
 
 pub mod api_gateway;
+pub mod bench;
 pub mod demo;
+pub mod event_sources;
 pub mod gateway;
 pub mod hub;
+pub mod metrics;
 pub mod stream;
 pub mod tls;
 

@@ -38,6 +38,14 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
     },
+    /// Measure cloud-to-device round trips through an in-process gateway and count DynamoDB calls.
+    BenchC2d {
+        #[arg(long, default_value_t = 200)]
+        messages: usize,
+        /// iothub-ack of the messages: none, positive, negative, full.
+        #[arg(long, default_value = "none")]
+        ack: String,
+    },
     /// Print the connection string of a device or a shared access policy.
     ConnectionString {
         #[command(flatten)]
@@ -71,6 +79,10 @@ struct ServeArgs {
     /// Folder of the self-signed certificate (made on first run).
     #[arg(long, default_value = ".local/gateway/tls")]
     tls_dir: PathBuf,
+    /// Seconds between sweeps of expired cloud-to-device messages (EventBridge runs it once a
+    /// minute in AWS).
+    #[arg(long, env = "HUB_SWEEP_SECONDS", default_value_t = 5)]
+    sweep_seconds: u64,
     /// After start, register this device, send it one message and read it back from Kinesis.
     #[arg(long)]
     demo_device: Option<String>,
@@ -128,6 +140,12 @@ enum CliError {
 }
 
 async fn run(command: Command) -> Result<(), CliError> {
+    if let Command::BenchC2d { messages, ack } = &command {
+        hub_local::bench::c2d((*messages).max(1), ack)
+            .await?
+            .print();
+        return Ok(());
+    }
     let hub = Arc::new(Hub::from_env(&Env::process()).await?);
     match command {
         Command::Serve(args) => serve(hub, args).await,
@@ -166,6 +184,7 @@ async fn run(command: Command) -> Result<(), CliError> {
             println!("{text}");
             Ok(())
         }
+        Command::BenchC2d { .. } => Ok(()),
     }
 }
 
@@ -187,6 +206,10 @@ async fn serve(hub: Arc<Hub>, args: ServeArgs) -> Result<(), CliError> {
         http: (!args.no_http).then_some(args.http),
         https: (!args.no_https).then_some(args.https),
         tls_dir: args.tls_dir.clone(),
+        event_sources: Some(hub_local::event_sources::EventSourceOptions {
+            sweep_every: std::time::Duration::from_secs(args.sweep_seconds.max(1)),
+            ..Default::default()
+        }),
     };
     let gateway = hub_local::start(Arc::clone(&hub), &options).await?;
     let owner = owner_connection_string(&hub, "iothubowner").await?;

@@ -17,6 +17,21 @@ pub mod vars {
     pub const SAS_CLOCK_SKEW_SECONDS: &str = "HUB_SAS_CLOCK_SKEW_SECONDS";
     /// Attempts for storing telemetry before the device gets a 503.
     pub const PUBLISH_MAX_ATTEMPTS: &str = "HUB_PUBLISH_MAX_ATTEMPTS";
+
+    // Cloud-to-device messages.
+    pub const COMMANDS_TABLE: &str = "HUB_COMMANDS_TABLE";
+    pub const FEEDBACK_QUEUE_URL: &str = "HUB_FEEDBACK_QUEUE_URL";
+    pub const C2D_DEAD_LETTER_QUEUE_URL: &str = "HUB_C2D_DEAD_LETTER_QUEUE_URL";
+    /// Where asynchronous producers put command requests (the function consumes it through its
+    /// event source mapping; the local gateway polls it).
+    pub const COMMAND_REQUESTS_QUEUE_URL: &str = "HUB_COMMAND_REQUESTS_QUEUE_URL";
+    /// Where command requests that can never be processed go, with the reason.
+    pub const COMMAND_REQUESTS_DLQ_URL: &str = "HUB_COMMAND_REQUESTS_DLQ_URL";
+    pub const C2D_MAX_QUEUE_DEPTH: &str = "HUB_C2D_MAX_QUEUE_DEPTH";
+    pub const C2D_LOCK_SECONDS: &str = "HUB_C2D_LOCK_SECONDS";
+    pub const C2D_MAX_DELIVERY_COUNT: &str = "HUB_C2D_MAX_DELIVERY_COUNT";
+    pub const C2D_DEFAULT_TTL_SECONDS: &str = "HUB_C2D_DEFAULT_TTL_SECONDS";
+    pub const C2D_MAX_TTL_SECONDS: &str = "HUB_C2D_MAX_TTL_SECONDS";
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

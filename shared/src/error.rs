@@ -14,6 +14,7 @@ pub enum ErrorCode {
     ArgumentInvalid,
     ArgumentNull,
     IotHubUnauthorizedAccess,
+    DeviceMaximumQueueDepthExceeded,
     DeviceNotFound,
     DeviceAlreadyExists,
     PreconditionFailed,
@@ -29,6 +30,7 @@ impl ErrorCode {
             ErrorCode::ArgumentInvalid => "ArgumentInvalid",
             ErrorCode::ArgumentNull => "ArgumentNull",
             ErrorCode::IotHubUnauthorizedAccess => "IotHubUnauthorizedAccess",
+            ErrorCode::DeviceMaximumQueueDepthExceeded => "DeviceMaximumQueueDepthExceeded",
             ErrorCode::DeviceNotFound => "DeviceNotFound",
             ErrorCode::DeviceAlreadyExists => "DeviceAlreadyExists",
             ErrorCode::PreconditionFailed => "PreconditionFailed",
@@ -43,6 +45,7 @@ impl ErrorCode {
         match self {
             ErrorCode::ArgumentInvalid | ErrorCode::ArgumentNull => 400,
             ErrorCode::IotHubUnauthorizedAccess => 401,
+            ErrorCode::DeviceMaximumQueueDepthExceeded => 403,
             ErrorCode::DeviceNotFound => 404,
             ErrorCode::DeviceAlreadyExists => 409,
             ErrorCode::PreconditionFailed => 412,

@@ -230,3 +230,339 @@ pub fn error_code(response: &aws_lambda_events::apigw::ApiGatewayV2httpResponse)
         .ok()
         .and_then(|b| b.code().map(str::to_owned))
 }
+
+pub use commands::{InMemoryCommands, InMemoryDeadLetters, InMemoryFeedback};
+
+mod commands {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use super::lock;
+    use crate::domain::command::{FeedbackRecord, Lock, LockToken, Outcome, QueuedCommand};
+    use crate::domain::device_id::DeviceId;
+    use crate::domain::timestamp::Timestamp;
+    use crate::ports::{
+        AppendOutcome, Candidate, CommandStore, DeadLetters, FeedbackBatch, FeedbackQueue,
+        QueueHead, QueueKey, SettleCondition, SettleOutcome, StoreError, StoredCommand,
+        TokenOutcome,
+    };
+
+    fn down() -> StoreError {
+        StoreError::new("in-memory queue", std::io::Error::other("unavailable"))
+    }
+
+    #[derive(Default)]
+    struct State {
+        /// device -> (generation, last sequence number, depth)
+        heads: BTreeMap<DeviceId, (String, u64, u32)>,
+        items: BTreeMap<(QueueKey, u64), StoredCommand>,
+        idempotency: BTreeSet<String>,
+    }
+
+    /// The per-device queues with the same conditional semantics as the DynamoDB adapter.
+    #[derive(Default)]
+    pub struct InMemoryCommands {
+        state: Mutex<State>,
+    }
+
+    impl InMemoryCommands {
+        pub fn register(&self, device: &DeviceId, generation: &str) {
+            lock(&self.state)
+                .heads
+                .insert(device.clone(), (generation.to_owned(), 0, 0));
+        }
+
+        pub fn depth(&self, device: &DeviceId) -> u32 {
+            lock(&self.state).heads.get(device).map_or(0, |h| h.2)
+        }
+
+        /// Every stored item: queued messages and settled records.
+        pub fn items(&self) -> Vec<StoredCommand> {
+            lock(&self.state).items.values().cloned().collect()
+        }
+    }
+
+    impl CommandStore for InMemoryCommands {
+        async fn queue_head(&self, device: &DeviceId) -> Result<Option<QueueHead>, StoreError> {
+            Ok(lock(&self.state)
+                .heads
+                .get(device)
+                .map(|(generation, last, depth)| QueueHead {
+                    queue: QueueKey {
+                        device_id: device.clone(),
+                        generation_id: generation.clone(),
+                    },
+                    last_sequence_number: *last,
+                    depth: *depth,
+                }))
+        }
+
+        async fn append(
+            &self,
+            head: &QueueHead,
+            command: &QueuedCommand,
+            max_depth: u32,
+            idempotency_key: Option<&str>,
+        ) -> Result<AppendOutcome, StoreError> {
+            let mut state = lock(&self.state);
+            if idempotency_key.is_some_and(|key| state.idempotency.contains(key)) {
+                return Ok(AppendOutcome::Duplicate);
+            }
+            let Some(current) = state.heads.get_mut(&head.queue.device_id) else {
+                return Ok(AppendOutcome::Conflict);
+            };
+            if current.0 != head.queue.generation_id
+                || current.1 != head.last_sequence_number
+                || current.2 >= max_depth
+            {
+                return Ok(AppendOutcome::Conflict);
+            }
+            current.1 = command.sequence_number;
+            current.2 += 1;
+            if let Some(key) = idempotency_key {
+                state.idempotency.insert(key.to_owned());
+            }
+            state.items.insert(
+                (head.queue.clone(), command.sequence_number),
+                StoredCommand {
+                    command: command.clone(),
+                    settled: None,
+                },
+            );
+            Ok(AppendOutcome::Appended)
+        }
+
+        async fn candidates(&self, queue: &QueueKey) -> Result<Vec<Candidate>, StoreError> {
+            Ok(lock(&self.state)
+                .items
+                .iter()
+                .filter(|((q, _), stored)| q == queue && stored.settled.is_none())
+                .map(|(_, stored)| Candidate {
+                    sequence_number: stored.command.sequence_number,
+                    ack: stored.command.ack,
+                    delivery_count: stored.command.delivery_count,
+                    locked_until: stored.command.lock.as_ref().map(|l| l.until),
+                    expires_at: stored.command.expires_at,
+                })
+                .collect())
+        }
+
+        async fn lock(
+            &self,
+            queue: &QueueKey,
+            sequence_number: u64,
+            seen_delivery_count: u32,
+            token: &LockToken,
+            until: Timestamp,
+            now: Timestamp,
+        ) -> Result<Option<QueuedCommand>, StoreError> {
+            let mut state = lock(&self.state);
+            let Some(stored) = state.items.get_mut(&(queue.clone(), sequence_number)) else {
+                return Ok(None);
+            };
+            let command = &mut stored.command;
+            let available = command.lock.as_ref().is_none_or(|l| l.until <= now);
+            if stored.settled.is_some()
+                || !available
+                || command.delivery_count != seen_delivery_count
+                || command.expires_at <= now
+            {
+                return Ok(None);
+            }
+            command.delivery_count += 1;
+            command.lock = Some(Lock {
+                token: token.clone(),
+                until,
+            });
+            Ok(Some(command.clone()))
+        }
+
+        async fn unlock(
+            &self,
+            queue: &QueueKey,
+            token: &LockToken,
+            now: Timestamp,
+        ) -> Result<Option<QueuedCommand>, StoreError> {
+            let mut state = lock(&self.state);
+            let Some(stored) = state
+                .items
+                .get_mut(&(queue.clone(), token.sequence_number()))
+            else {
+                return Ok(None);
+            };
+            let held = stored
+                .command
+                .lock
+                .as_ref()
+                .is_some_and(|l| l.token == *token && l.until > now);
+            if stored.settled.is_some() || !held {
+                return Ok(None);
+            }
+            stored.command.lock = None;
+            Ok(Some(stored.command.clone()))
+        }
+
+        async fn settle(
+            &self,
+            queue: &QueueKey,
+            sequence_number: u64,
+            condition: &SettleCondition,
+            outcome: Outcome,
+            keep_record: bool,
+            now: Timestamp,
+        ) -> Result<SettleOutcome, StoreError> {
+            let mut state = lock(&self.state);
+            let key = (queue.clone(), sequence_number);
+            let Some(stored) = state.items.get(&key) else {
+                return Ok(SettleOutcome::ConditionFailed);
+            };
+            let lock_state = stored.command.lock.as_ref();
+            let allowed = stored.settled.is_none()
+                && match condition {
+                    SettleCondition::LockedBy(token) => {
+                        lock_state.is_some_and(|l| l.token == *token && l.until > now)
+                    }
+                    SettleCondition::Unlocked => lock_state.is_none_or(|l| l.until <= now),
+                    SettleCondition::Queued => true,
+                };
+            if !allowed {
+                return Ok(SettleOutcome::ConditionFailed);
+            }
+            if keep_record {
+                if let Some(stored) = state.items.get_mut(&key) {
+                    stored.settled = Some(outcome);
+                    stored.command.lock = None;
+                }
+            } else {
+                state.items.remove(&key);
+            }
+            if let Some(head) = state.heads.get_mut(&queue.device_id)
+                && head.0 == queue.generation_id
+            {
+                head.2 = head.2.saturating_sub(1);
+            }
+            Ok(SettleOutcome::Settled)
+        }
+
+        async fn get(
+            &self,
+            queue: &QueueKey,
+            sequence_number: u64,
+        ) -> Result<Option<StoredCommand>, StoreError> {
+            Ok(lock(&self.state)
+                .items
+                .get(&(queue.clone(), sequence_number))
+                .cloned())
+        }
+
+        async fn delete(&self, queue: &QueueKey, sequence_number: u64) -> Result<(), StoreError> {
+            lock(&self.state)
+                .items
+                .remove(&(queue.clone(), sequence_number));
+            Ok(())
+        }
+
+        async fn due(
+            &self,
+            now: Timestamp,
+            limit: usize,
+        ) -> Result<Vec<(QueueKey, u64)>, StoreError> {
+            Ok(lock(&self.state)
+                .items
+                .iter()
+                .filter(|(_, stored)| stored.settled.is_some() || stored.command.expires_at <= now)
+                .map(|(key, _)| key.clone())
+                .take(limit)
+                .collect())
+        }
+    }
+
+    /// The feedback queue: records in order, each receivable once per lock.
+    #[derive(Default)]
+    pub struct InMemoryFeedback {
+        records: Mutex<Vec<(String, FeedbackRecord, bool)>>,
+        pub unavailable: AtomicBool,
+    }
+
+    impl InMemoryFeedback {
+        pub fn published(&self) -> Vec<FeedbackRecord> {
+            lock(&self.records)
+                .iter()
+                .map(|(_, r, _)| r.clone())
+                .collect()
+        }
+    }
+
+    impl FeedbackQueue for InMemoryFeedback {
+        async fn publish(&self, record: &FeedbackRecord) -> Result<(), StoreError> {
+            if self.unavailable.load(Ordering::SeqCst) {
+                return Err(down());
+            }
+            let token = format!("fb-{}", uuid::Uuid::new_v4().simple());
+            lock(&self.records).push((token, record.clone(), false));
+            Ok(())
+        }
+
+        async fn receive(&self, _lock: Duration) -> Result<Option<FeedbackBatch>, StoreError> {
+            let mut records = lock(&self.records);
+            let Some(entry) = records.iter_mut().find(|(_, _, locked)| !locked) else {
+                return Ok(None);
+            };
+            entry.2 = true;
+            Ok(Some(FeedbackBatch {
+                lock_token: entry.0.clone(),
+                records: vec![entry.1.clone()],
+            }))
+        }
+
+        async fn complete(&self, lock_token: &str) -> Result<TokenOutcome, StoreError> {
+            let mut records = lock(&self.records);
+            let before = records.len();
+            records.retain(|(token, _, locked)| !(token == lock_token && *locked));
+            Ok(if records.len() < before {
+                TokenOutcome::Done
+            } else {
+                TokenOutcome::InvalidToken
+            })
+        }
+
+        async fn abandon(&self, lock_token: &str) -> Result<TokenOutcome, StoreError> {
+            let mut records = lock(&self.records);
+            match records
+                .iter_mut()
+                .find(|(token, _, locked)| token == lock_token && *locked)
+            {
+                Some(entry) => {
+                    entry.2 = false;
+                    Ok(TokenOutcome::Done)
+                }
+                None => Ok(TokenOutcome::InvalidToken),
+            }
+        }
+    }
+
+    #[derive(Default)]
+    pub struct InMemoryDeadLetters {
+        sent: Mutex<Vec<(String, String)>>,
+        pub unavailable: AtomicBool,
+    }
+
+    impl InMemoryDeadLetters {
+        /// (body, reason) of everything dead-lettered.
+        pub fn sent(&self) -> Vec<(String, String)> {
+            lock(&self.sent).clone()
+        }
+    }
+
+    impl DeadLetters for InMemoryDeadLetters {
+        async fn send(&self, body: &str, reason: &str) -> Result<(), StoreError> {
+            if self.unavailable.load(Ordering::SeqCst) {
+                return Err(down());
+            }
+            lock(&self.sent).push((body.to_owned(), reason.to_owned()));
+            Ok(())
+        }
+    }
+}

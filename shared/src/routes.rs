@@ -18,13 +18,17 @@ use crate::error::ApiError;
 pub enum Function {
     Registry,
     Ingest,
+    Commands,
 }
 
 impl Function {
+    pub const ALL: [Function; 3] = [Function::Registry, Function::Ingest, Function::Commands];
+
     pub fn name(self) -> &'static str {
         match self {
             Function::Registry => "registry",
             Function::Ingest => "ingest",
+            Function::Commands => "commands",
         }
     }
 }
@@ -45,6 +49,14 @@ pub enum Operation {
     GetDevice,
     DeleteDevice,
     SendDeviceEvent,
+    SendCommand,
+    PurgeCommands,
+    ReceiveFeedback,
+    CompleteFeedback,
+    AbandonFeedback,
+    ReceiveCommand,
+    CompleteCommand,
+    AbandonCommand,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +91,79 @@ pub const ROUTES: &[Route] = &[
         key: "POST /devices/{id}/messages/events",
         operation: Operation::SendDeviceEvent,
         function: Function::Ingest,
+        access: Access::Device,
+    },
+    // Cloud-to-device messages. Azure's SDKs use both `deviceBound` and `devicebound`.
+    Route {
+        key: "POST /devices/{id}/messages/deviceBound",
+        operation: Operation::SendCommand,
+        function: Function::Commands,
+        access: Access::Service(Permission::ServiceConnect),
+    },
+    Route {
+        key: "POST /devices/{id}/messages/devicebound",
+        operation: Operation::SendCommand,
+        function: Function::Commands,
+        access: Access::Service(Permission::ServiceConnect),
+    },
+    Route {
+        key: "DELETE /devices/{id}/commands",
+        operation: Operation::PurgeCommands,
+        function: Function::Commands,
+        access: Access::Service(Permission::ServiceConnect),
+    },
+    Route {
+        key: "GET /messages/serviceBound/feedback",
+        operation: Operation::ReceiveFeedback,
+        function: Function::Commands,
+        access: Access::Service(Permission::ServiceConnect),
+    },
+    Route {
+        key: "DELETE /messages/serviceBound/feedback/{lockToken}",
+        operation: Operation::CompleteFeedback,
+        function: Function::Commands,
+        access: Access::Service(Permission::ServiceConnect),
+    },
+    Route {
+        key: "POST /messages/serviceBound/feedback/{lockToken}/abandon",
+        operation: Operation::AbandonFeedback,
+        function: Function::Commands,
+        access: Access::Service(Permission::ServiceConnect),
+    },
+    Route {
+        key: "GET /devices/{id}/messages/deviceBound",
+        operation: Operation::ReceiveCommand,
+        function: Function::Commands,
+        access: Access::Device,
+    },
+    Route {
+        key: "GET /devices/{id}/messages/devicebound",
+        operation: Operation::ReceiveCommand,
+        function: Function::Commands,
+        access: Access::Device,
+    },
+    Route {
+        key: "DELETE /devices/{id}/messages/deviceBound/{lockToken}",
+        operation: Operation::CompleteCommand,
+        function: Function::Commands,
+        access: Access::Device,
+    },
+    Route {
+        key: "DELETE /devices/{id}/messages/devicebound/{lockToken}",
+        operation: Operation::CompleteCommand,
+        function: Function::Commands,
+        access: Access::Device,
+    },
+    Route {
+        key: "POST /devices/{id}/messages/deviceBound/{lockToken}/abandon",
+        operation: Operation::AbandonCommand,
+        function: Function::Commands,
+        access: Access::Device,
+    },
+    Route {
+        key: "POST /devices/{id}/messages/devicebound/{lockToken}/abandon",
+        operation: Operation::AbandonCommand,
+        function: Function::Commands,
         access: Access::Device,
     },
 ];

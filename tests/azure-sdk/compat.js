@@ -2,14 +2,47 @@
 // and reads a device; the device SDK's Client over the HTTP transport sends one message and one
 // batch. Prints a JSON summary on stdout; the Rust test checks what reached Kinesis.
 //
-// Env: OWNER_CONNECTION_STRING, DEVICE_ID; NODE_EXTRA_CA_CERTS trusts the gateway's certificate.
+// Phase `register-and-send` (default) does the above; phase `receive` reads the device's key through
+// the registry and lets the device client's HTTP receiver (polling every second) receive and
+// complete one cloud-to-device message.
+//
+// Env: OWNER_CONNECTION_STRING, DEVICE_ID, PHASE; NODE_EXTRA_CA_CERTS trusts the gateway's certificate.
 'use strict';
 
 const { Registry } = require('azure-iothub');
 const { Client, Message } = require('azure-iot-device');
 const { Http } = require('azure-iot-device-http');
 
+async function receiveOne() {
+  const owner = process.env.OWNER_CONNECTION_STRING;
+  const deviceId = process.env.DEVICE_ID;
+  const hostName = /HostName=([^;]+)/.exec(owner)[1];
+  const registry = Registry.fromConnectionString(owner);
+  const key = (await registry.get(deviceId)).responseBody.authentication.symmetricKey.primaryKey;
+  const client = Client.fromConnectionString(`HostName=${hostName};DeviceId=${deviceId};SharedAccessKey=${key}`, Http);
+  await client.setOptions({ http: { receivePolicy: { interval: 1 } } });
+  const received = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no cloud-to-device message within 30 s')), 30000);
+    client.on('error', reject);
+    client.on('message', (message) => {
+      client.complete(message, (error) => {
+        clearTimeout(timer);
+        if (error) reject(error);
+        else resolve(message);
+      });
+    });
+    client.open().catch(reject);
+  });
+  console.log(JSON.stringify({
+    body: received.getData().toString(),
+    messageId: received.messageId,
+    correlationId: received.correlationId,
+    properties: received.properties.propertyList,
+  }));
+}
+
 async function main() {
+  if (process.env.PHASE === 'receive') return receiveOne();
   const owner = process.env.OWNER_CONNECTION_STRING;
   const deviceId = process.env.DEVICE_ID;
   const hostName = /HostName=([^;]+)/.exec(owner)[1];

@@ -89,6 +89,10 @@ pub fn gateway() -> &'static Gateway {
                     http: Some("127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}"))),
                     https: Some("127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}"))),
                     tls_dir,
+                    event_sources: Some(hub_local::event_sources::EventSourceOptions {
+                        sweep_every: Duration::from_secs(1),
+                        ..Default::default()
+                    }),
                 };
                 let running = hub_local::start(Arc::clone(&hub), &options)
                     .await
@@ -215,6 +219,68 @@ impl Gateway {
     }
 }
 
+/// A gateway of the test's own, with some configuration overridden (e.g. a short lock time), on
+/// the calling test's runtime; it stops when dropped. It shares LocalStack and the tables with the
+/// shared gateway.
+pub struct CustomGateway {
+    pub http_url: String,
+    running: Option<hub_local::RunningGateway>,
+}
+
+impl CustomGateway {
+    pub async fn start(overrides: &[(&'static str, &str)]) -> Self {
+        load_environment();
+        let overrides: Vec<(String, String)> = overrides
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let env = Env::from_fn(move |name| {
+            overrides
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .or_else(|| std::env::var(name).ok())
+        });
+        let hub = Arc::new(
+            Hub::from_env(&env)
+                .await
+                .unwrap_or_else(|e| panic!("hub config: {e}")),
+        );
+        let options = GatewayOptions {
+            http: Some("127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}"))),
+            https: None,
+            tls_dir: std::env::temp_dir(),
+            event_sources: None,
+        };
+        let running = hub_local::start(hub, &options)
+            .await
+            .unwrap_or_else(|e| panic!("gateway: {e}"));
+        let http_url = format!(
+            "http://{}",
+            running.http.unwrap_or_else(|| panic!("no HTTP listener"))
+        );
+        Self {
+            http_url,
+            running: Some(running),
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client {
+            base: self.http_url.clone(),
+            inner: reqwest::Client::new(),
+        }
+    }
+}
+
+impl Drop for CustomGateway {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown();
+        }
+    }
+}
+
 /// A device registered for a test, with the keys the registry gave it.
 pub struct RegisteredDevice {
     pub id: String,
@@ -242,6 +308,38 @@ impl RegisteredDevice {
 
     pub fn token(&self) -> String {
         gateway().device_token(&self.id, &self.primary_key)
+    }
+
+    /// A device SDK client for this device, talking to `base_url` (a gateway's HTTP listener).
+    pub fn client(&self, base_url: &str) -> hub_device_sdk::DeviceClient {
+        let connection = format!(
+            "HostName={};DeviceId={};SharedAccessKey={}",
+            gateway().host_name,
+            self.id,
+            self.primary_key.to_base64()
+        );
+        hub_device_sdk::DeviceClient::builder(&connection)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .base_url(base_url)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A device SDK client over HTTPS, trusting the gateway's self-signed certificate.
+    pub fn https_client(&self) -> hub_device_sdk::DeviceClient {
+        let gateway = gateway();
+        let connection = format!(
+            "HostName={};DeviceId={};SharedAccessKey={}",
+            gateway.host_name,
+            self.id,
+            self.primary_key.to_base64()
+        );
+        hub_device_sdk::DeviceClient::builder(&connection)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .base_url(&gateway.https_url)
+            .root_certificate_pem(gateway.cert_pem.clone())
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     pub fn events_path(&self) -> String {
@@ -311,6 +409,90 @@ pub async fn status_and_code(response: reqwest::Response) -> (u16, Option<String
         "iothub-errorcode header and body disagree: {text}"
     );
     (status, code)
+}
+
+/// Sends a cloud-to-device message as a back-end service (`service` policy), with extra headers.
+pub async fn send_command(
+    client: &Client,
+    device_id: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut request = client.post(
+        &format!("/devices/{device_id}/messages/deviceBound"),
+        &gateway().policy_token("service").await,
+    );
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("send command: {e}"))
+}
+
+/// Reads the shared feedback queue until `count` records about `device_id` arrived, completing
+/// those and abandoning everyone else's (other tests read the same queue).
+pub async fn read_feedback(
+    device_id: &str,
+    count: usize,
+) -> Vec<hub_shared::domain::command::FeedbackRecord> {
+    let client = gateway().http();
+    let token = gateway().policy_token("service").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut mine = Vec::new();
+    while mine.len() < count {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for feedback for {device_id}: {mine:?}"
+        );
+        let response = client
+            .get("/messages/serviceBound/feedback", &token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        if response.status().as_u16() == 204 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        assert_eq!(response.status().as_u16(), 200);
+        let lock = response.headers()["etag"]
+            .to_str()
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_owned();
+        let records: Vec<hub_shared::domain::command::FeedbackRecord> = response
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("feedback json: {e}"));
+        let ours = records.iter().all(|r| r.device_id == device_id);
+        let settle = if ours {
+            client.delete(&format!("/messages/serviceBound/feedback/{lock}"), &token)
+        } else {
+            client.post(
+                &format!("/messages/serviceBound/feedback/{lock}/abandon"),
+                &token,
+            )
+        };
+        let status = settle
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .status()
+            .as_u16();
+        assert_eq!(status, 204, "settling feedback");
+        if ours {
+            mine.extend(records);
+        }
+    }
+    mine
+}
+
+/// SQS client for the test's runtime.
+pub async fn sqs() -> aws_sdk_sqs::Client {
+    load_environment();
+    aws_sdk_sqs::Client::new(&hub_shared::aws::sdk_config().await)
 }
 
 pub fn unique(prefix: &str) -> String {

@@ -1,13 +1,17 @@
 //! AWS adapters for the ports, and SDK set-up. Endpoints come from the standard SDK environment
 //! (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_DYNAMODB`, ...), which is how LocalStack is reached.
 
+pub mod commands;
 pub mod kinesis;
 pub mod policies;
 pub mod registry;
+pub mod sqs;
 
+pub use commands::DynamoDbCommandStore;
 pub use kinesis::KinesisRecordSink;
 pub use policies::DynamoDbPolicyStore;
 pub use registry::DynamoDbDeviceRegistry;
+pub use sqs::SqsQueue;
 
 /// Loads the SDK configuration once, at cold start.
 pub async fn sdk_config() -> aws_config::SdkConfig {

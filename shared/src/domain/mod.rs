@@ -1,5 +1,6 @@
 //! Domain types: free of AWS and of I/O.
 
+pub mod command;
 pub mod connection_string;
 pub mod device;
 pub mod device_id;

@@ -159,6 +159,22 @@ impl Response {
         response
     }
 
+    /// A body of arbitrary bytes (API Gateway carries it base64-encoded).
+    pub fn binary(
+        status: u16,
+        body: Vec<u8>,
+        content_type: &'static str,
+    ) -> ApiGatewayV2httpResponse {
+        let mut response = Self::empty(status);
+        response.body = Some(Body::Binary(body));
+        response.is_base64_encoded = true;
+        response.headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static(content_type),
+        );
+        response
+    }
+
     pub fn error(error: &ApiError, request_id: &str) -> ApiGatewayV2httpResponse {
         let mut response = Self::json(error.status(), &error.body(request_id, Timestamp::now()));
         response.headers.insert(
@@ -178,6 +194,18 @@ impl Response {
             response
                 .headers
                 .insert(HeaderName::from_static(name), value);
+        }
+        response
+    }
+
+    /// Sets a header whose name is only known at run time (e.g. `iothub-app-<property>`).
+    pub fn with_dynamic_header(
+        mut response: ApiGatewayV2httpResponse,
+        name: &str,
+        value: &str,
+    ) -> ApiGatewayV2httpResponse {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::from_str(value)) {
+            response.headers.insert(name, value);
         }
         response
     }

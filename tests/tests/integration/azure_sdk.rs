@@ -26,6 +26,7 @@ async fn azure_node_sdks_register_and_send_over_https() {
         http: None,
         https: Some("127.0.0.1:443".parse().unwrap()),
         tls_dir,
+        event_sources: None,
     };
     let gateway = hub_local::start(hub, &options).await.unwrap_or_else(|e| {
         panic!("this test needs to listen on 127.0.0.1:443 (root or CAP_NET_BIND_SERVICE): {e}")
@@ -33,30 +34,36 @@ async fn azure_node_sdks_register_and_send_over_https() {
     let cert = gateway.tls.clone().unwrap().cert;
 
     let device_id = unique("node-sdk");
-    let mut tail = tail().await;
-    let script = Command::new("node")
-        .arg(sdk_dir.join("compat.js"))
-        .env(
-            "OWNER_CONNECTION_STRING",
-            shared.owner_connection_string().await,
-        )
-        .env("DEVICE_ID", &device_id)
-        .env("NODE_EXTRA_CA_CERTS", &cert)
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(120), script)
-        .await
-        .unwrap_or_else(|_| panic!("the Azure SDK script did not finish within 120 s"))
-        .unwrap_or_else(|e| panic!("cannot run node: {e}"));
-    gateway.shutdown();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "the Azure SDK script failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let owner = shared.owner_connection_string().await;
+    let run_phase = |phase: &'static str| {
+        let script = Command::new("node")
+            .arg(sdk_dir.join("compat.js"))
+            .env("OWNER_CONNECTION_STRING", &owner)
+            .env("DEVICE_ID", &device_id)
+            .env("PHASE", phase)
+            .env("NODE_EXTRA_CA_CERTS", &cert)
+            .kill_on_drop(true)
+            .output();
+        async move {
+            let output = tokio::time::timeout(Duration::from_secs(120), script)
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("the Azure SDK script ({phase}) did not finish within 120 s")
+                })
+                .unwrap_or_else(|e| panic!("cannot run node: {e}"));
+            let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(
+                output.status.success(),
+                "the Azure SDK script ({phase}) failed:\n{stdout}\n{stderr}"
+            );
+            serde_json::from_str::<serde_json::Value>(stdout.trim())
+                .unwrap_or_else(|e| panic!("{phase} printed {stdout}: {e}"))
+        }
+    };
 
-    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let mut tail = tail().await;
+    let summary = run_phase("register-and-send").await;
     assert_eq!(summary["createdStatus"], 200);
     assert_eq!(summary["generationId"].as_str().map(str::len), Some(18));
     assert_eq!(
@@ -96,4 +103,26 @@ async fn azure_node_sdks_register_and_send_over_https() {
             Some(&i.to_string())
         );
     }
+
+    // Cloud-to-device: the device SDK's HTTP receiver takes and completes a message.
+    let headers = [
+        ("iothub-messageid", "node-c2d"),
+        ("iothub-correlationid", "job-1"),
+        ("iothub-ack", "positive"),
+        ("iothub-app-priority", "high"),
+    ];
+    let sent =
+        hub_tests::send_command(&shared.http(), &device_id, "set-interval 30", &headers).await;
+    assert_eq!(sent.status().as_u16(), 202);
+    let received = run_phase("receive").await;
+    gateway.shutdown();
+    assert_eq!(received["body"], "set-interval 30");
+    assert_eq!(received["messageId"], "node-c2d");
+    assert_eq!(received["correlationId"], "job-1");
+    let feedback = hub_tests::read_feedback(&device_id, 1).await;
+    assert_eq!(
+        feedback[0].status_code,
+        hub_shared::domain::command::Outcome::Success,
+        "completed by the Azure SDK"
+    );
 }

@@ -18,7 +18,8 @@ fn terraform(args: &[&str], state: &Path) -> std::process::Output {
 
 /// An empty but valid zip archive: the plan only hashes the function packages.
 fn write_placeholder_zips(dir: &Path) {
-    for function in ["authorize", "registry", "ingest"] {
+    let route_functions = hub_shared::routes::Function::ALL.map(|f| f.name());
+    for function in std::iter::once("authorize").chain(route_functions) {
         let folder = dir.join(function);
         std::fs::create_dir_all(&folder).unwrap();
         let mut empty_zip = b"PK\x05\x06".to_vec();
@@ -83,7 +84,7 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
     let plan: Value = serde_json::from_slice(&shown.stdout).unwrap();
 
     let functions = resources(&plan, "aws_lambda_function");
-    assert_eq!(functions.len(), 3);
+    assert_eq!(functions.len(), 1 + hub_shared::routes::Function::ALL.len());
     for function in &functions {
         assert_eq!(function["runtime"], "provided.al2023");
         assert_eq!(function["logging_config"][0]["log_format"], "JSON");
@@ -143,6 +144,41 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
         resources(&plan, "aws_iam_role_policy_attachment").is_empty(),
         "no managed policies are attached"
     );
+
+    let [mapping] = resources(&plan, "aws_lambda_event_source_mapping")
+        .try_into()
+        .unwrap();
+    assert_eq!(
+        mapping["function_response_types"],
+        serde_json::json!(["ReportBatchItemFailures"])
+    );
+    assert_eq!(
+        resources(&plan, "aws_cloudwatch_event_rule")[0]["schedule_expression"],
+        "rate(1 minute)"
+    );
+    let queues = resources(&plan, "aws_sqs_queue");
+    assert_eq!(queues.len(), 4);
+    assert!(
+        queues.iter().all(|q| q["sqs_managed_sse_enabled"] == true),
+        "queues are encrypted"
+    );
+    let redriven = queues
+        .iter()
+        .filter(|q| {
+            q["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("-command-requests"))
+        })
+        .count();
+    assert_eq!(redriven, 1);
+    for permission in resources(&plan, "aws_lambda_permission") {
+        if let Some(source) = permission["source_arn"].as_str() {
+            assert!(
+                !source.ends_with("/*/*"),
+                "invoke permissions are per route: {source}"
+            );
+        }
+    }
 
     std::fs::remove_dir_all(&work).ok();
 }

@@ -143,3 +143,44 @@ async fn a_function_without_its_configuration_fails_at_cold_start() {
         other => panic!("expected the process to fail at cold start, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn commands_binary_answers_http_sqs_and_schedule_events() {
+    let gateway = gateway();
+    let device = gateway.register(&unique("bin-cmd")).await;
+    let context = AuthContext::Allow(Principal::Device {
+        device_id: DeviceId::parse(&device.id).unwrap(),
+        generation_id: "638000000000000000".into(),
+        via_policy: None,
+    });
+    let path = format!("/devices/{}/messages/devicebound", device.id);
+    let receive = fixture(
+        "http-request.json",
+        &[
+            ("{{ROUTE_KEY}}", "GET /devices/{id}/messages/devicebound"),
+            ("{{METHOD}}", "GET"),
+            ("{{PATH}}", &path),
+            ("{{DEVICE_ID}}", &device.id),
+            ("{{MESSAGE_ID}}", "unused"),
+            ("{{AUTHORIZER_CONTEXT}}", &context_json(&context)),
+        ],
+    );
+    let answer = response(invoke("commands", receive, &[]).await);
+    assert_eq!(answer["statusCode"], 204, "an empty queue: {answer}");
+
+    let schedule = fixture("scheduled-event.json", &[]);
+    let answer = response(invoke("commands", schedule, &[]).await);
+    assert!(answer.get("expired").is_some(), "a sweep report: {answer}");
+
+    let poison = serde_json::json!({ "requestId": unique("bin-poison"), "deviceId": device.id, "body": "%" }).to_string();
+    let batch = fixture(
+        "sqs-event.json",
+        &[("{{BODY}}", &poison.replace('"', "\\\""))],
+    );
+    let answer = response(invoke("commands", batch, &[]).await);
+    assert_eq!(
+        answer["batchItemFailures"],
+        serde_json::json!([]),
+        "poison is dead-lettered, not retried: {answer}"
+    );
+}

@@ -5,6 +5,7 @@
 mod auth;
 mod azure_sdk;
 mod bad_input;
+mod commands;
 mod infra;
 mod lambda_binaries;
 mod registry;

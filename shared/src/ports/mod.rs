@@ -106,3 +106,6 @@ pub trait RecordSink: Send + Sync {
         records: &[StreamRecord],
     ) -> impl Future<Output = Result<Vec<RecordFailure>, StoreError>> + Send;
 }
+
+mod commands;
+pub use commands::*;

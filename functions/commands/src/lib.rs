@@ -1,0 +1,114 @@
+//! The `commands` function: Azure IoT Hub cloud-to-device messaging. It serves the service routes
+//! (send, purge, feedback) and the device routes (receive, complete, reject, abandon), consumes the
+//! `command-requests` queue, and sweeps expired messages on a schedule. One Lambda, three event
+//! shapes; see `handle`.
+
+pub mod http_api;
+pub mod queue;
+pub mod requests;
+
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use aws_lambda_events::sqs::SqsEvent;
+use hub_shared::config::{ConfigError, Env, vars};
+use hub_shared::domain::command::DeliveryPolicy;
+use hub_shared::error::Chain;
+use hub_shared::ports::{CommandStore, DeadLetters, FeedbackQueue};
+use serde_json::{Value, json};
+
+pub use queue::Commands;
+
+/// How many due items one sweep handles.
+const SWEEP_LIMIT: usize = 500;
+
+#[derive(Debug, Clone)]
+pub struct CommandsConfig {
+    pub registry_table: String,
+    pub commands_table: String,
+    pub feedback_queue_url: String,
+    pub dead_letter_queue_url: String,
+    pub requests_dead_letter_queue_url: String,
+    pub policy: DeliveryPolicy,
+}
+
+impl CommandsConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let defaults = DeliveryPolicy::default();
+        let policy = DeliveryPolicy {
+            max_queue_depth: env.parse_or(vars::C2D_MAX_QUEUE_DEPTH, defaults.max_queue_depth)?,
+            lock_duration: env
+                .seconds_or(vars::C2D_LOCK_SECONDS, defaults.lock_duration.as_secs())?,
+            max_delivery_count: env
+                .parse_or(vars::C2D_MAX_DELIVERY_COUNT, defaults.max_delivery_count)?,
+            default_ttl: env.seconds_or(
+                vars::C2D_DEFAULT_TTL_SECONDS,
+                defaults.default_ttl.as_secs(),
+            )?,
+            max_ttl: env.seconds_or(vars::C2D_MAX_TTL_SECONDS, defaults.max_ttl.as_secs())?,
+        };
+        if policy.default_ttl > policy.max_ttl
+            || policy.lock_duration.is_zero()
+            || policy.max_delivery_count == 0
+        {
+            return Err(ConfigError::Invalid {
+                name: vars::C2D_DEFAULT_TTL_SECONDS,
+                value: format!("{policy:?}"),
+                reason: "the default TTL must not exceed the maximum; lock and delivery count must be positive".into(),
+            });
+        }
+        Ok(Self {
+            registry_table: env.required(vars::REGISTRY_TABLE)?,
+            commands_table: env.required(vars::COMMANDS_TABLE)?,
+            feedback_queue_url: env.required(vars::FEEDBACK_QUEUE_URL)?,
+            dead_letter_queue_url: env.required(vars::C2D_DEAD_LETTER_QUEUE_URL)?,
+            requests_dead_letter_queue_url: env.required(vars::COMMAND_REQUESTS_DLQ_URL)?,
+            policy,
+        })
+    }
+}
+
+pub struct CommandsHandler<S, F, D> {
+    pub commands: Commands<S, F, D>,
+    /// Where command requests that can never be processed go.
+    pub request_dead_letters: D,
+}
+
+impl<S: CommandStore, F: FeedbackQueue, D: DeadLetters> CommandsHandler<S, F, D> {
+    pub fn new(commands: Commands<S, F, D>, request_dead_letters: D) -> Self {
+        Self {
+            commands,
+            request_dead_letters,
+        }
+    }
+
+    /// Dispatches on the event's shape: an SQS batch (`Records`), a scheduled sweep (an
+    /// EventBridge event, `detail-type`), or an API Gateway request (`requestContext`).
+    pub async fn handle(&self, event: Value) -> Result<Value, serde_json::Error> {
+        if event.get("Records").is_some() {
+            let batch: SqsEvent = serde_json::from_value(event)?;
+            return serde_json::to_value(self.handle_requests(&batch).await);
+        }
+        if event.get("detail-type").is_some() {
+            return Ok(self.handle_sweep().await);
+        }
+        let request: ApiGatewayV2httpRequest = serde_json::from_value(event)?;
+        serde_json::to_value(self.handle_http(&request).await)
+    }
+
+    pub async fn handle_sweep(&self) -> Value {
+        match self.commands.sweep(SWEEP_LIMIT).await {
+            Ok(report) => {
+                if report != queue::SweepReport::default() {
+                    tracing::info!(?report, "sweep");
+                }
+                json!({ "expired": report.expired, "deadLettered": report.dead_lettered, "finished": report.finished })
+            }
+            Err(error) => {
+                tracing::error!(error = %Chain(&error), "sweep failed");
+                json!({ "error": error.to_string() })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

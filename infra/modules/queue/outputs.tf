@@ -1,0 +1,9 @@
+output "url" {
+  description = "Queue URL."
+  value       = aws_sqs_queue.this.url
+}
+
+output "arn" {
+  description = "Queue ARN."
+  value       = aws_sqs_queue.this.arn
+}

@@ -1,0 +1,152 @@
+//! SQS queues: the delivery-feedback queue the service reads, and dead-letter queues.
+
+use std::time::Duration;
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::operation::change_message_visibility::ChangeMessageVisibilityError;
+use aws_sdk_sqs::operation::delete_message::DeleteMessageError;
+use aws_sdk_sqs::types::MessageAttributeValue;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64_URL;
+
+use crate::domain::command::FeedbackRecord;
+use crate::ports::{DeadLetters, FeedbackBatch, FeedbackQueue, StoreError, TokenOutcome};
+
+#[derive(Clone)]
+pub struct SqsQueue {
+    client: Client,
+    url: String,
+}
+
+impl SqsQueue {
+    pub fn new(client: Client, url: impl Into<String>) -> Self {
+        Self {
+            client,
+            url: url.into(),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+/// Lock tokens are receipt handles, base64url-encoded so they fit in a URL path and an `ETag`.
+fn receipt_handle(lock_token: &str) -> Option<String> {
+    BASE64_URL
+        .decode(lock_token.trim().trim_matches('"'))
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+}
+
+impl DeadLetters for SqsQueue {
+    async fn send(&self, body: &str, reason: &str) -> Result<(), StoreError> {
+        const OPERATION: &str = "sending to a dead-letter queue";
+        let reason = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(reason)
+            .build()
+            .map_err(|e| StoreError::new(OPERATION, e))?;
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .message_attributes("reason", reason)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::new(OPERATION, e))
+    }
+}
+
+impl FeedbackQueue for SqsQueue {
+    async fn publish(&self, record: &FeedbackRecord) -> Result<(), StoreError> {
+        const OPERATION: &str = "publishing feedback";
+        let body = serde_json::to_string(record).map_err(|e| StoreError::new(OPERATION, e))?;
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::new(OPERATION, e))
+    }
+
+    async fn receive(&self, lock: Duration) -> Result<Option<FeedbackBatch>, StoreError> {
+        const OPERATION: &str = "receiving feedback";
+        let output = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(1)
+            .visibility_timeout(i32::try_from(lock.as_secs()).unwrap_or(i32::MAX))
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .map_err(|e| StoreError::new(OPERATION, e))?;
+        let Some(message) = output.messages.unwrap_or_default().into_iter().next() else {
+            return Ok(None);
+        };
+        let record: FeedbackRecord = serde_json::from_str(message.body().unwrap_or_default())
+            .map_err(|e| StoreError::new(OPERATION, e))?;
+        Ok(Some(FeedbackBatch {
+            lock_token: BASE64_URL.encode(message.receipt_handle().unwrap_or_default()),
+            records: vec![record],
+        }))
+    }
+
+    async fn complete(&self, lock_token: &str) -> Result<TokenOutcome, StoreError> {
+        let Some(handle) = receipt_handle(lock_token) else {
+            return Ok(TokenOutcome::InvalidToken);
+        };
+        match self
+            .client
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(handle)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(TokenOutcome::Done),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(DeleteMessageError::ReceiptHandleIsInvalid(_))
+                ) =>
+            {
+                Ok(TokenOutcome::InvalidToken)
+            }
+            Err(e) => Err(StoreError::new("completing feedback", e)),
+        }
+    }
+
+    async fn abandon(&self, lock_token: &str) -> Result<TokenOutcome, StoreError> {
+        let Some(handle) = receipt_handle(lock_token) else {
+            return Ok(TokenOutcome::InvalidToken);
+        };
+        let result = self
+            .client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(handle)
+            .visibility_timeout(0)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(TokenOutcome::Done),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(
+                        ChangeMessageVisibilityError::ReceiptHandleIsInvalid(_)
+                            | ChangeMessageVisibilityError::MessageNotInflight(_)
+                    )
+                ) =>
+            {
+                Ok(TokenOutcome::InvalidToken)
+            }
+            Err(e) => Err(StoreError::new("abandoning feedback", e)),
+        }
+    }
+}

@@ -325,6 +325,168 @@ resource "aws_lambda_permission" "sweep" {
   source_arn    = aws_cloudwatch_event_rule.sweep[0].arn
 }
 
+# --- Stream analytics ------------------------------------------------------------------------
+# Aggregates, device states and shard checkpoints share one table (pk/sk); alerts have their own
+# with a sparse index of the active ones; rules their own. See docs/analytics.md.
+
+resource "aws_dynamodb_table" "analytics" {
+  name                        = "${var.name_prefix}-analytics"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "pk"
+  range_key                   = "sk"
+  deletion_protection_enabled = var.deletion_protection
+
+  attribute {
+    name = "pk"
+    type = "S"
+  }
+
+  attribute {
+    name = "sk"
+    type = "S"
+  }
+
+  ttl {
+    attribute_name = "ttl"
+    enabled        = true
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+}
+
+resource "aws_dynamodb_table" "alerts" {
+  name                        = "${var.name_prefix}-alerts"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "alertId"
+  deletion_protection_enabled = var.deletion_protection
+
+  attribute {
+    name = "alertId"
+    type = "S"
+  }
+
+  attribute {
+    name = "activeKey"
+    type = "S"
+  }
+
+  global_secondary_index {
+    name            = "active"
+    hash_key        = "activeKey"
+    projection_type = "ALL"
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+}
+
+resource "aws_dynamodb_table" "rules" {
+  name                        = "${var.name_prefix}-rules"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "id"
+  deletion_protection_enabled = var.deletion_protection
+
+  attribute {
+    name = "id"
+    type = "S"
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+}
+
+module "alerts_queue" {
+  source = "./modules/queue"
+  name   = "${var.name_prefix}-alerts"
+}
+
+module "analytics_dead_letter" {
+  source            = "./modules/queue"
+  name              = "${var.name_prefix}-analytics-dead-letter"
+  retention_seconds = 1209600
+}
+
+module "analytics_failed_batches" {
+  source            = "./modules/queue"
+  name              = "${var.name_prefix}-analytics-failed-batches"
+  retention_seconds = 1209600
+}
+
+module "analytics" {
+  source = "./modules/lambda_function"
+
+  name               = "${var.name_prefix}-analytics"
+  zip_path           = "${var.lambda_artifacts_dir}/analytics/bootstrap.zip"
+  create_function    = var.deploy_compute
+  architecture       = var.lambda_architecture
+  memory_mb          = var.lambda_memory_mb
+  timeout_seconds    = var.analytics_timeout_seconds
+  log_retention_days = var.log_retention_days
+  environment = merge(local.common_environment, {
+    HUB_ANALYTICS_TABLE            = aws_dynamodb_table.analytics.name
+    HUB_ALERTS_TABLE               = aws_dynamodb_table.alerts.name
+    HUB_RULES_TABLE                = aws_dynamodb_table.rules.name
+    HUB_COMMAND_REQUESTS_QUEUE_URL = module.command_requests.url
+    HUB_ALERTS_QUEUE_URL           = module.alerts_queue.url
+    HUB_ANALYTICS_DLQ_URL          = module.analytics_dead_letter.url
+    HUB_ANALYTICS_WINDOWS          = join(",", var.analytics_windows)
+    HUB_ANALYTICS_RETENTION_DAYS   = tostring(var.analytics_retention_days)
+    HUB_RULES_CACHE_SECONDS        = tostring(var.rules_cache_seconds)
+  })
+  policy_statements = {
+    State = {
+      actions   = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"]
+      resources = [aws_dynamodb_table.analytics.arn]
+    }
+    Alerts = {
+      actions   = ["dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:Scan", "dynamodb:Query"]
+      resources = [aws_dynamodb_table.alerts.arn, "${aws_dynamodb_table.alerts.arn}/index/active"]
+    }
+    Rules = {
+      actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Scan"]
+      resources = [aws_dynamodb_table.rules.arn]
+    }
+    ReadTelemetry = {
+      actions   = ["kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:ListShards"]
+      resources = [aws_kinesis_stream.telemetry.arn]
+    }
+    Send = {
+      actions = ["sqs:SendMessage"]
+      resources = [
+        module.command_requests.arn,
+        module.alerts_queue.arn,
+        module.analytics_dead_letter.arn,
+        module.analytics_failed_batches.arn,
+      ]
+    }
+  }
+}
+
+resource "aws_lambda_event_source_mapping" "telemetry" {
+  count = var.deploy_compute ? 1 : 0
+
+  event_source_arn                   = aws_kinesis_stream.telemetry.arn
+  function_name                      = module.analytics.function_arn
+  starting_position                  = "TRIM_HORIZON"
+  batch_size                         = var.analytics_batch_size
+  maximum_batching_window_in_seconds = var.analytics_batching_window_seconds
+  parallelization_factor             = 1
+  bisect_batch_on_function_error     = true
+  maximum_retry_attempts             = var.analytics_max_retry_attempts
+  maximum_record_age_in_seconds      = var.analytics_max_record_age_seconds
+  function_response_types            = ["ReportBatchItemFailures"]
+
+  destination_config {
+    on_failure {
+      destination_arn = module.analytics_failed_batches.arn
+    }
+  }
+}
+
 # --- HTTP API --------------------------------------------------------------------------------
 
 module "http_api" {
@@ -354,6 +516,10 @@ module "http_api" {
     commands = {
       function_name = module.commands.function_name
       invoke_arn    = module.commands.invoke_arn
+    }
+    analytics = {
+      function_name = module.analytics.function_name
+      invoke_arn    = module.analytics.invoke_arn
     }
   }
 }

@@ -58,6 +58,36 @@ output "command_requests_dead_letter_queue_url" {
   value       = module.command_requests_dead_letter.url
 }
 
+output "analytics_table_name" {
+  description = "DynamoDB table of window aggregates, device states and shard checkpoints."
+  value       = aws_dynamodb_table.analytics.name
+}
+
+output "alerts_table_name" {
+  description = "DynamoDB table of alerts (one per rule and device)."
+  value       = aws_dynamodb_table.alerts.name
+}
+
+output "rules_table_name" {
+  description = "DynamoDB table of analytics rules."
+  value       = aws_dynamodb_table.rules.name
+}
+
+output "alerts_queue_url" {
+  description = "SQS queue of alert events (raised, cleared) for integrations."
+  value       = module.alerts_queue.url
+}
+
+output "analytics_dead_letter_queue_url" {
+  description = "SQS queue of telemetry records the analytics function cannot process, with the reason."
+  value       = module.analytics_dead_letter.url
+}
+
+output "analytics_failed_batches_queue_url" {
+  description = "SQS queue where the event source mapping reports batches it gave up on."
+  value       = module.analytics_failed_batches.url
+}
+
 output "function_names" {
   description = "Lambda function names by role (created only when deploy_compute is true)."
   value = {
@@ -65,6 +95,7 @@ output "function_names" {
     registry  = module.registry.function_name
     ingest    = module.ingest.function_name
     commands  = module.commands.function_name
+    analytics = module.analytics.function_name
   }
 }
 
@@ -75,6 +106,7 @@ output "function_role_arns" {
     registry  = module.registry.role_arn
     ingest    = module.ingest.role_arn
     commands  = module.commands.role_arn
+    analytics = module.analytics.role_arn
   }
 }
 

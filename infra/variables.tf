@@ -186,6 +186,59 @@ variable "command_requests_max_receive_count" {
   default     = 5
 }
 
+variable "analytics_windows" {
+  description = "Tumbling windows the analytics function aggregates, e.g. [\"1m\", \"1h\"] (1 to 4; units s, m, h, d)."
+  type        = list(string)
+  default     = ["1m", "1h"]
+
+  validation {
+    condition     = length(var.analytics_windows) >= 1 && length(var.analytics_windows) <= 4 && alltrue([for w in var.analytics_windows : can(regex("^[1-9][0-9]*[smhd]$", w))])
+    error_message = "analytics_windows must list 1 to 4 windows like 30s, 1m, 1h or 1d."
+  }
+}
+
+variable "analytics_retention_days" {
+  description = "How long window aggregates are kept (DynamoDB TTL)."
+  type        = number
+  default     = 30
+}
+
+variable "analytics_timeout_seconds" {
+  description = "Timeout of the analytics function."
+  type        = number
+  default     = 60
+}
+
+variable "analytics_batch_size" {
+  description = "Kinesis records per analytics invocation."
+  type        = number
+  default     = 500
+}
+
+variable "analytics_batching_window_seconds" {
+  description = "How long the event source mapping gathers records before invoking (0 to 300)."
+  type        = number
+  default     = 1
+}
+
+variable "analytics_max_retry_attempts" {
+  description = "Retries of a failing batch before it is reported to the failed-batches queue and skipped."
+  type        = number
+  default     = 10
+}
+
+variable "analytics_max_record_age_seconds" {
+  description = "Records older than this are skipped (and reported) instead of retried; -1 for no limit."
+  type        = number
+  default     = 86400
+}
+
+variable "rules_cache_seconds" {
+  description = "How long the analytics function reuses the rules it read."
+  type        = number
+  default     = 10
+}
+
 variable "deletion_protection" {
   description = "Protect the registry and policy tables from deletion (turn off to destroy a test hub)."
   type        = bool

@@ -35,5 +35,12 @@ HUB_FEEDBACK_QUEUE_URL=$(output feedback_queue_url)
 HUB_C2D_DEAD_LETTER_QUEUE_URL=$(output c2d_dead_letter_queue_url)
 HUB_COMMAND_REQUESTS_QUEUE_URL=$(output command_requests_queue_url)
 HUB_COMMAND_REQUESTS_DLQ_URL=$(output command_requests_dead_letter_queue_url)
+HUB_ANALYTICS_TABLE=$(output analytics_table_name)
+HUB_ALERTS_TABLE=$(output alerts_table_name)
+HUB_RULES_TABLE=$(output rules_table_name)
+HUB_ALERTS_QUEUE_URL=$(output alerts_queue_url)
+HUB_ANALYTICS_DLQ_URL=$(output analytics_dead_letter_queue_url)
+HUB_ANALYTICS_FAILURES_QUEUE_URL=$(output analytics_failed_batches_queue_url)
+HUB_ANALYTICS_WINDOWS=1m,1h
 ENV
 log "environment written to $HUB_LOCAL/hub.env"

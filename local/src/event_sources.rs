@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use crate::hub::Hub;
+use crate::kinesis_mapping::{self, KinesisMappingOptions};
 
 #[derive(Debug, Clone)]
 pub struct EventSourceOptions {
@@ -17,6 +18,8 @@ pub struct EventSourceOptions {
     pub sweep_every: Duration,
     /// Records per invocation, as the mapping's batch size.
     pub batch_size: i32,
+    /// The analytics function's Kinesis mapping.
+    pub kinesis: KinesisMappingOptions,
 }
 
 impl Default for EventSourceOptions {
@@ -24,6 +27,7 @@ impl Default for EventSourceOptions {
         Self {
             sweep_every: Duration::from_secs(5),
             batch_size: 10,
+            kinesis: KinesisMappingOptions::default(),
         }
     }
 }
@@ -31,6 +35,10 @@ impl Default for EventSourceOptions {
 pub fn spawn(hub: Arc<Hub>, options: &EventSourceOptions) -> Vec<JoinHandle<()>> {
     vec![
         tokio::spawn(poll_command_requests(Arc::clone(&hub), options.batch_size)),
+        tokio::spawn(kinesis_mapping::run(
+            Arc::clone(&hub),
+            options.kinesis.clone(),
+        )),
         tokio::spawn(sweep(hub, options.sweep_every)),
     ]
 }

@@ -6,12 +6,14 @@ use std::sync::Arc;
 use aws_lambda_events::apigw::{
     ApiGatewayV2CustomAuthorizerV2Request, ApiGatewayV2httpRequest, ApiGatewayV2httpResponse,
 };
+use hub_analytics::{AnalyticsConfig, AnalyticsHandler};
 use hub_authorize::{Authorizer, AuthorizerConfig, AuthorizerResponse};
 use hub_commands::{Commands, CommandsConfig, CommandsHandler};
 use hub_ingest::{IngestConfig, IngestHandler};
 use hub_registry::{RegistryConfig, RegistryHandler};
 use hub_shared::aws::{
-    DynamoDbCommandStore, DynamoDbDeviceRegistry, DynamoDbPolicyStore, KinesisRecordSink, SqsQueue,
+    DynamoDbAnalyticsStore, DynamoDbCommandStore, DynamoDbDeviceRegistry, DynamoDbPolicyStore,
+    DynamoDbRuleStore, KinesisRecordSink, SqsQueue,
 };
 use hub_shared::config::{ConfigError, Env, vars};
 use hub_shared::routes::Function;
@@ -21,12 +23,16 @@ use crate::metrics::{CallCounter, Instrumentation};
 use serde::de::DeserializeOwned;
 
 pub type CommandsService = CommandsHandler<DynamoDbCommandStore, SqsQueue, SqsQueue>;
+pub type AnalyticsService = AnalyticsHandler<DynamoDbAnalyticsStore, DynamoDbRuleStore, SqsQueue>;
 
 pub struct Hub {
     pub authorizer: Authorizer<DynamoDbDeviceRegistry, DynamoDbPolicyStore>,
     pub registry: RegistryHandler<DynamoDbDeviceRegistry>,
     pub ingest: IngestHandler<KinesisRecordSink>,
     pub commands: CommandsService,
+    pub analytics: AnalyticsService,
+    /// Where the emulated Kinesis event source mapping reports batches it gave up on.
+    pub analytics_failures_queue_url: String,
     /// The queue the `commands` function consumes through its event source mapping.
     pub command_requests_queue_url: String,
     pub sqs: aws_sdk_sqs::Client,
@@ -36,6 +42,7 @@ pub struct Hub {
     pub kinesis: aws_sdk_kinesis::Client,
     pub telemetry_stream: String,
     pub host_name: String,
+    pub instrumentation: Option<Instrumentation>,
 }
 
 /// Why an invocation did not produce a response, as Lambda would report it.
@@ -70,6 +77,8 @@ impl Hub {
         let registry_config = RegistryConfig::from_env(env)?;
         let ingest_config = IngestConfig::from_env(env)?;
         let commands_config = CommandsConfig::from_env(env)?;
+        let analytics_config = AnalyticsConfig::from_env(env)?;
+        let analytics_failures_queue_url = env.required(vars::ANALYTICS_FAILURES_QUEUE_URL)?;
         let command_requests_queue_url = env.required(vars::COMMAND_REQUESTS_QUEUE_URL)?;
         let sdk = hub_shared::aws::sdk_config().await;
         let dynamodb_client = |counter: Option<&CallCounter>| {
@@ -81,6 +90,7 @@ impl Hub {
         };
         let authorizer_dynamodb = dynamodb_client(instrumentation.map(|i| &i.authorizer_dynamodb));
         let dynamodb = dynamodb_client(instrumentation.map(|i| &i.functions_dynamodb));
+        let analytics_dynamodb = dynamodb_client(instrumentation.map(|i| &i.analytics_dynamodb));
         let kinesis = aws_sdk_kinesis::Client::new(&sdk);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let commands = CommandsHandler::new(
@@ -95,6 +105,20 @@ impl Hub {
                 commands_config.policy,
             ),
             SqsQueue::new(sqs.clone(), &commands_config.requests_dead_letter_queue_url),
+        );
+        let analytics = AnalyticsHandler::new(
+            analytics_config.windows.clone(),
+            DynamoDbAnalyticsStore::new(
+                analytics_dynamodb.clone(),
+                &analytics_config.analytics_table,
+                &analytics_config.alerts_table,
+                analytics_config.retention,
+            ),
+            DynamoDbRuleStore::new(analytics_dynamodb, &analytics_config.rules_table),
+            SqsQueue::new(sqs.clone(), &analytics_config.command_requests_queue_url),
+            SqsQueue::new(sqs.clone(), &analytics_config.alerts_queue_url),
+            SqsQueue::new(sqs.clone(), &analytics_config.dead_letter_queue_url),
+            analytics_config.rules_cache,
         );
         let devices = DynamoDbDeviceRegistry::new(
             authorizer_dynamodb.clone(),
@@ -118,6 +142,8 @@ impl Hub {
                 ingest_config.retry,
             ),
             commands,
+            analytics,
+            analytics_failures_queue_url,
             command_requests_queue_url,
             sqs,
             devices,
@@ -125,6 +151,7 @@ impl Hub {
             kinesis,
             telemetry_stream: ingest_config.telemetry_stream,
             host_name: authorizer_config.host_name,
+            instrumentation: instrumentation.cloned(),
         })
     }
 
@@ -162,7 +189,63 @@ impl Hub {
                 })
                 .await
             }
+            Function::Analytics => {
+                invoke(self, event, |hub, event: ApiGatewayV2httpRequest| async move {
+                    hub.analytics.handle_http(&event).await
+                })
+                .await
+            }
         }
+    }
+
+    /// Invokes the `analytics` function with a Kinesis batch.
+    pub async fn invoke_analytics(
+        self: &Arc<Self>,
+        event: serde_json::Value,
+    ) -> Result<serde_json::Value, InvokeError> {
+        if let Some(instrumentation) = &self.instrumentation {
+            let records = event["Records"].as_array().map_or(0, Vec::len) as u64;
+            instrumentation
+                .analytics_batches
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            instrumentation
+                .analytics_records
+                .fetch_add(records, std::sync::atomic::Ordering::Relaxed);
+        }
+        let message_ids = self
+            .instrumentation
+            .as_ref()
+            .map(|_| committed_message_ids(&event))
+            .unwrap_or_default();
+        let hub = Arc::clone(self);
+        let response = tokio::spawn(async move { hub.analytics.handle(event).await })
+            .await
+            .map_err(|_| InvokeError::Panicked)??;
+        if let Some(instrumentation) = &self.instrumentation {
+            // Records before the first reported failure were committed.
+            let failed: Vec<&str> = response["batchItemFailures"]
+                .as_array()
+                .map(|f| {
+                    f.iter()
+                        .filter_map(|x| x["itemIdentifier"].as_str())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let now = std::time::Instant::now();
+            let mut committed = instrumentation
+                .analytics_committed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for (sequence, message_id) in message_ids {
+                if failed.contains(&sequence.as_str()) {
+                    break;
+                }
+                if let Some(id) = message_id {
+                    committed.entry(id).or_insert(now);
+                }
+            }
+        }
+        Ok(response)
     }
 
     /// Invokes the `commands` function with a non-HTTP event (an SQS batch, a scheduled sweep).
@@ -176,6 +259,33 @@ impl Hub {
             .map_err(|_| InvokeError::Panicked)??;
         Ok(response)
     }
+}
+
+/// (sequence number, device message id) of each record of a Kinesis batch event.
+fn committed_message_ids(event: &serde_json::Value) -> Vec<(String, Option<String>)> {
+    use base64::Engine as _;
+    event["Records"]
+        .as_array()
+        .map(|records| {
+            records
+                .iter()
+                .map(|r| {
+                    let sequence = r["kinesis"]["sequenceNumber"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    let message_id = r["kinesis"]["data"]
+                        .as_str()
+                        .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+                        .and_then(|bytes| {
+                            hub_shared::domain::envelope::TelemetryEnvelope::from_json(&bytes).ok()
+                        })
+                        .and_then(|e| e.system_properties.message_id);
+                    (sequence, message_id)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Deserializes the event into the function's input type, runs it on its own task (a panic

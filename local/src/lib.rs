@@ -7,6 +7,7 @@ pub mod demo;
 pub mod event_sources;
 pub mod gateway;
 pub mod hub;
+pub mod kinesis_mapping;
 pub mod metrics;
 pub mod stream;
 pub mod tls;

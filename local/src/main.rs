@@ -46,6 +46,19 @@ enum Command {
         #[arg(long, default_value = "none")]
         ack: String,
     },
+    /// Measure telemetry-to-aggregate latency and the analytics function's DynamoDB calls per batch.
+    BenchAnalytics {
+        #[arg(long, default_value_t = 1000)]
+        messages: usize,
+        #[arg(long, default_value_t = 10)]
+        devices: usize,
+        /// Messages per second.
+        #[arg(long, default_value_t = 50.0)]
+        rate: f64,
+        /// The event source mapping's batching window.
+        #[arg(long, default_value_t = 100)]
+        batching_window_ms: u64,
+    },
     /// Print the connection string of a device or a shared access policy.
     ConnectionString {
         #[command(flatten)]
@@ -140,6 +153,19 @@ enum CliError {
 }
 
 async fn run(command: Command) -> Result<(), CliError> {
+    if let Command::BenchAnalytics {
+        messages,
+        devices,
+        rate,
+        batching_window_ms,
+    } = &command
+    {
+        let window = std::time::Duration::from_millis(*batching_window_ms);
+        hub_local::bench::analytics((*messages).max(1), (*devices).max(1), *rate, window)
+            .await?
+            .print();
+        return Ok(());
+    }
     if let Command::BenchC2d { messages, ack } = &command {
         hub_local::bench::c2d((*messages).max(1), ack)
             .await?
@@ -184,7 +210,7 @@ async fn run(command: Command) -> Result<(), CliError> {
             println!("{text}");
             Ok(())
         }
-        Command::BenchC2d { .. } => Ok(()),
+        Command::BenchC2d { .. } | Command::BenchAnalytics { .. } => Ok(()),
     }
 }
 
@@ -208,6 +234,15 @@ async fn serve(hub: Arc<Hub>, args: ServeArgs) -> Result<(), CliError> {
         tls_dir: args.tls_dir.clone(),
         event_sources: Some(hub_local::event_sources::EventSourceOptions {
             sweep_every: std::time::Duration::from_secs(args.sweep_seconds.max(1)),
+            kinesis: hub_local::kinesis_mapping::KinesisMappingOptions {
+                checkpoint_file: Some(
+                    args.tls_dir
+                        .parent()
+                        .unwrap_or(&args.tls_dir)
+                        .join("kinesis-mapping.json"),
+                ),
+                ..Default::default()
+            },
             ..Default::default()
         }),
     };

@@ -56,4 +56,11 @@ impl Intercept for CallCounter {
 pub struct Instrumentation {
     pub authorizer_dynamodb: CallCounter,
     pub functions_dynamodb: CallCounter,
+    pub analytics_dynamodb: CallCounter,
+    /// Invocations of the analytics function with Kinesis batches, and records in them.
+    pub analytics_batches: Arc<std::sync::atomic::AtomicU64>,
+    pub analytics_records: Arc<std::sync::atomic::AtomicU64>,
+    /// When the invocation that committed each message returned, by the device's message id
+    /// (the commit is when its aggregates become visible).
+    pub analytics_committed: Arc<Mutex<std::collections::HashMap<String, std::time::Instant>>>,
 }

@@ -32,6 +32,21 @@ pub mod vars {
     pub const C2D_MAX_DELIVERY_COUNT: &str = "HUB_C2D_MAX_DELIVERY_COUNT";
     pub const C2D_DEFAULT_TTL_SECONDS: &str = "HUB_C2D_DEFAULT_TTL_SECONDS";
     pub const C2D_MAX_TTL_SECONDS: &str = "HUB_C2D_MAX_TTL_SECONDS";
+
+    // Stream analytics.
+    pub const ANALYTICS_TABLE: &str = "HUB_ANALYTICS_TABLE";
+    pub const ALERTS_TABLE: &str = "HUB_ALERTS_TABLE";
+    pub const RULES_TABLE: &str = "HUB_RULES_TABLE";
+    pub const ALERTS_QUEUE_URL: &str = "HUB_ALERTS_QUEUE_URL";
+    /// Telemetry records that can never be processed, with the reason.
+    pub const ANALYTICS_DLQ_URL: &str = "HUB_ANALYTICS_DLQ_URL";
+    /// Where the (emulated) event source mapping reports batches it gave up on.
+    pub const ANALYTICS_FAILURES_QUEUE_URL: &str = "HUB_ANALYTICS_FAILURES_QUEUE_URL";
+    /// Tumbling windows, e.g. `1m,1h`.
+    pub const ANALYTICS_WINDOWS: &str = "HUB_ANALYTICS_WINDOWS";
+    pub const ANALYTICS_RETENTION_DAYS: &str = "HUB_ANALYTICS_RETENTION_DAYS";
+    /// How long the analytics function reuses the rules it read.
+    pub const RULES_CACHE_SECONDS: &str = "HUB_RULES_CACHE_SECONDS";
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -566,3 +566,232 @@ mod commands {
         }
     }
 }
+
+pub use analytics::{InMemoryAnalytics, InMemoryQueue, InMemoryRules};
+
+mod analytics {
+    use std::collections::{BTreeMap, HashMap};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use super::lock;
+    use crate::domain::analytics::{Alert, DeviceState, Rule, WindowAggregate, WindowSize};
+    use crate::domain::device_id::DeviceId;
+    use crate::ports::{
+        AnalyticsStore, CommitOutcome, QueueSender, RuleStore, RuleWrite, StateItem, StateKey,
+        StoreError,
+    };
+
+    fn key_of(item: &StateItem) -> StateKey {
+        match item {
+            StateItem::Device(state) => StateKey::Device(state.device_id.clone()),
+            StateItem::Aggregate(a) => StateKey::Aggregate {
+                device: a.device_id.clone(),
+                window: a.window,
+                start: a.window_start,
+            },
+            StateItem::Alert(a) => StateKey::Alert {
+                rule_id: a.rule_id.clone(),
+                device: a.device_id.clone(),
+            },
+        }
+    }
+
+    /// Analytics state with the same commit semantics as DynamoDB: items and checkpoint together.
+    #[derive(Default)]
+    pub struct InMemoryAnalytics {
+        items: Mutex<HashMap<StateKey, StateItem>>,
+        checkpoints: Mutex<BTreeMap<String, String>>,
+        /// The next this many commits fail (as a throttled or unreachable table would).
+        pub fail_commits: AtomicUsize,
+        pub commits: AtomicUsize,
+        pub loads: AtomicUsize,
+    }
+
+    impl InMemoryAnalytics {
+        pub fn item(&self, key: &StateKey) -> Option<StateItem> {
+            lock(&self.items).get(key).cloned()
+        }
+
+        pub fn all(&self) -> HashMap<StateKey, StateItem> {
+            lock(&self.items).clone()
+        }
+    }
+
+    impl AnalyticsStore for InMemoryAnalytics {
+        async fn checkpoint(&self, shard: &str) -> Result<Option<String>, StoreError> {
+            Ok(lock(&self.checkpoints).get(shard).cloned())
+        }
+
+        async fn load(
+            &self,
+            keys: &[StateKey],
+        ) -> Result<HashMap<StateKey, StateItem>, StoreError> {
+            self.loads.fetch_add(1, Ordering::SeqCst);
+            let items = lock(&self.items);
+            Ok(keys
+                .iter()
+                .filter_map(|k| items.get(k).map(|i| (k.clone(), i.clone())))
+                .collect())
+        }
+
+        async fn commit(
+            &self,
+            shard: &str,
+            expected: Option<&str>,
+            checkpoint: &str,
+            items: &[StateItem],
+        ) -> Result<CommitOutcome, StoreError> {
+            if self
+                .fail_commits
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(StoreError::new(
+                    "in-memory commit",
+                    std::io::Error::other("throttled"),
+                ));
+            }
+            let mut checkpoints = lock(&self.checkpoints);
+            if checkpoints.get(shard).map(String::as_str) != expected {
+                return Ok(CommitOutcome::CheckpointMoved);
+            }
+            assert!(items.len() < 100, "a transaction holds at most 100 items");
+            let mut stored = lock(&self.items);
+            for item in items {
+                stored.insert(key_of(item), item.clone());
+            }
+            checkpoints.insert(shard.to_owned(), checkpoint.to_owned());
+            self.commits.fetch_add(1, Ordering::SeqCst);
+            Ok(CommitOutcome::Committed)
+        }
+
+        async fn aggregates(
+            &self,
+            device: &DeviceId,
+            window: WindowSize,
+            from: i64,
+            to: i64,
+        ) -> Result<Vec<WindowAggregate>, StoreError> {
+            let mut found: Vec<WindowAggregate> = lock(&self.items)
+                .values()
+                .filter_map(|i| match i {
+                    StateItem::Aggregate(a)
+                        if a.device_id == *device
+                            && a.window == window
+                            && (from..=to).contains(&a.window_start) =>
+                    {
+                        Some(a.clone())
+                    }
+                    _ => None,
+                })
+                .collect();
+            found.sort_by_key(|a| a.window_start);
+            Ok(found)
+        }
+
+        async fn device_state(&self, device: &DeviceId) -> Result<Option<DeviceState>, StoreError> {
+            Ok(
+                match lock(&self.items).get(&StateKey::Device(device.clone())) {
+                    Some(StateItem::Device(state)) => Some(state.clone()),
+                    _ => None,
+                },
+            )
+        }
+
+        async fn alerts(&self, active_only: bool, limit: usize) -> Result<Vec<Alert>, StoreError> {
+            Ok(lock(&self.items)
+                .values()
+                .filter_map(|i| match i {
+                    StateItem::Alert(a) if a.active || !active_only => Some(a.clone()),
+                    _ => None,
+                })
+                .take(limit)
+                .collect())
+        }
+    }
+
+    #[derive(Default)]
+    pub struct InMemoryRules {
+        rules: Mutex<BTreeMap<String, Rule>>,
+        pub lists: AtomicUsize,
+    }
+
+    impl InMemoryRules {
+        pub fn with(rules: impl IntoIterator<Item = Rule>) -> Self {
+            let store = Self::default();
+            lock(&store.rules).extend(rules.into_iter().map(|r| (r.id.clone(), r)));
+            store
+        }
+    }
+
+    impl RuleStore for InMemoryRules {
+        async fn list(&self) -> Result<Vec<Rule>, StoreError> {
+            self.lists.fetch_add(1, Ordering::SeqCst);
+            Ok(lock(&self.rules).values().cloned().collect())
+        }
+
+        async fn get(&self, id: &str) -> Result<Option<Rule>, StoreError> {
+            Ok(lock(&self.rules).get(id).cloned())
+        }
+
+        async fn put(
+            &self,
+            rule: &Rule,
+            if_match: Option<&str>,
+            create_only: bool,
+        ) -> Result<RuleWrite, StoreError> {
+            let mut rules = lock(&self.rules);
+            match (rules.get(&rule.id), if_match, create_only) {
+                (Some(_), _, true) => return Ok(RuleWrite::EtagMismatch),
+                (Some(existing), Some(etag), false) if existing.etag != etag => {
+                    return Ok(RuleWrite::EtagMismatch);
+                }
+                (None, Some(_), false) => return Ok(RuleWrite::NotFound),
+                _ => {}
+            }
+            rules.insert(rule.id.clone(), rule.clone());
+            Ok(RuleWrite::Written)
+        }
+
+        async fn delete(&self, id: &str, if_match: Option<&str>) -> Result<RuleWrite, StoreError> {
+            let mut rules = lock(&self.rules);
+            match (rules.get(id), if_match) {
+                (None, _) => Ok(RuleWrite::NotFound),
+                (Some(existing), Some(etag)) if existing.etag != etag => {
+                    Ok(RuleWrite::EtagMismatch)
+                }
+                _ => {
+                    rules.remove(id);
+                    Ok(RuleWrite::Written)
+                }
+            }
+        }
+    }
+
+    /// A queue that keeps what it was sent.
+    #[derive(Default)]
+    pub struct InMemoryQueue {
+        sent: Mutex<Vec<String>>,
+        pub unavailable: AtomicBool,
+    }
+
+    impl InMemoryQueue {
+        pub fn sent(&self) -> Vec<String> {
+            lock(&self.sent).clone()
+        }
+    }
+
+    impl QueueSender for InMemoryQueue {
+        async fn send_all(&self, bodies: &[String]) -> Result<(), StoreError> {
+            if self.unavailable.load(Ordering::SeqCst) && !bodies.is_empty() {
+                return Err(StoreError::new(
+                    "in-memory queue",
+                    std::io::Error::other("unavailable"),
+                ));
+            }
+            lock(&self.sent).extend(bodies.iter().cloned());
+            Ok(())
+        }
+    }
+}

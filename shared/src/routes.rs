@@ -19,16 +19,23 @@ pub enum Function {
     Registry,
     Ingest,
     Commands,
+    Analytics,
 }
 
 impl Function {
-    pub const ALL: [Function; 3] = [Function::Registry, Function::Ingest, Function::Commands];
+    pub const ALL: [Function; 4] = [
+        Function::Registry,
+        Function::Ingest,
+        Function::Commands,
+        Function::Analytics,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Function::Registry => "registry",
             Function::Ingest => "ingest",
             Function::Commands => "commands",
+            Function::Analytics => "analytics",
         }
     }
 }
@@ -57,6 +64,14 @@ pub enum Operation {
     ReceiveCommand,
     CompleteCommand,
     AbandonCommand,
+    QueryTelemetry,
+    QueryDeviceState,
+    ListAlerts,
+    ListRules,
+    CreateRule,
+    GetRule,
+    PutRule,
+    DeleteRule,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,6 +180,55 @@ pub const ROUTES: &[Route] = &[
         operation: Operation::AbandonCommand,
         function: Function::Commands,
         access: Access::Device,
+    },
+    // Stream analytics: queries and rules.
+    Route {
+        key: "GET /devices/{id}/telemetry",
+        operation: Operation::QueryTelemetry,
+        function: Function::Analytics,
+        access: Access::Service(Permission::ServiceConnect),
+    },
+    Route {
+        key: "GET /devices/{id}/state",
+        operation: Operation::QueryDeviceState,
+        function: Function::Analytics,
+        access: Access::Service(Permission::ServiceConnect),
+    },
+    Route {
+        key: "GET /alerts",
+        operation: Operation::ListAlerts,
+        function: Function::Analytics,
+        access: Access::Service(Permission::ServiceConnect),
+    },
+    Route {
+        key: "GET /rules",
+        operation: Operation::ListRules,
+        function: Function::Analytics,
+        access: Access::Service(Permission::ServiceConnect),
+    },
+    Route {
+        key: "POST /rules",
+        operation: Operation::CreateRule,
+        function: Function::Analytics,
+        access: Access::Service(Permission::ServiceConnect),
+    },
+    Route {
+        key: "GET /rules/{ruleId}",
+        operation: Operation::GetRule,
+        function: Function::Analytics,
+        access: Access::Service(Permission::ServiceConnect),
+    },
+    Route {
+        key: "PUT /rules/{ruleId}",
+        operation: Operation::PutRule,
+        function: Function::Analytics,
+        access: Access::Service(Permission::ServiceConnect),
+    },
+    Route {
+        key: "DELETE /rules/{ruleId}",
+        operation: Operation::DeleteRule,
+        function: Function::Analytics,
+        access: Access::Service(Permission::ServiceConnect),
     },
 ];
 

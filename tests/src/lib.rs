@@ -584,3 +584,124 @@ pub async fn assert_nothing_written(tail: &mut TelemetryTail, device: &Registere
         "rejected requests wrote to the stream"
     );
 }
+
+/// Telemetry envelopes put straight on the stream (as a producer would), for analytics tests
+/// that need chosen enqueued times: late, out of order, spread over several windows.
+pub async fn put_envelopes(envelopes: &[hub_shared::domain::envelope::TelemetryEnvelope]) {
+    let kinesis = kinesis().await;
+    let stream = gateway().telemetry_stream().to_owned();
+    for envelope in envelopes {
+        kinesis
+            .put_record()
+            .stream_name(&stream)
+            .partition_key(envelope.device_id.as_str())
+            .data(aws_sdk_kinesis::primitives::Blob::new(envelope.to_json()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("put record: {e}"));
+    }
+}
+
+/// Raw bytes on the stream under a device's partition key (poison for the analytics function).
+pub async fn put_raw(partition_key: &str, data: &[u8]) {
+    kinesis()
+        .await
+        .put_record()
+        .stream_name(gateway().telemetry_stream())
+        .partition_key(partition_key)
+        .data(aws_sdk_kinesis::primitives::Blob::new(data.to_vec()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put record: {e}"));
+}
+
+/// An envelope as ingest makes it, for a device, at a chosen time.
+pub fn envelope_at(
+    device_id: &str,
+    at: hub_shared::domain::timestamp::Timestamp,
+    body: &str,
+) -> hub_shared::domain::envelope::TelemetryEnvelope {
+    use hub_shared::domain::envelope::{AuthMethod, DeviceMessage, Sender, TelemetryEnvelope};
+    let sender = Sender {
+        device_id: hub_shared::DeviceId::parse(device_id).unwrap_or_else(|e| panic!("{e}")),
+        generation_id: "638000000000000000".into(),
+        auth_method: AuthMethod::device_key(),
+    };
+    TelemetryEnvelope::stamp(
+        DeviceMessage {
+            body: body.as_bytes().to_vec(),
+            ..Default::default()
+        },
+        &sender,
+        at,
+    )
+}
+
+/// Device ids (with `prefix`) that Kinesis puts on different shards: MD5 of the partition key
+/// against each shard's hash key range, as Kinesis routes records.
+pub async fn device_ids_on_each_shard(prefix: &str) -> Vec<String> {
+    use md5::Digest as _;
+    let shards = kinesis()
+        .await
+        .list_shards()
+        .stream_name(gateway().telemetry_stream())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("list shards: {e}"))
+        .shards
+        .unwrap_or_default();
+    let ranges: Vec<(u128, u128)> = shards
+        .iter()
+        .filter_map(|s| s.hash_key_range())
+        .map(|r| {
+            (
+                r.starting_hash_key().parse().unwrap_or(0),
+                r.ending_hash_key().parse().unwrap_or(u128::MAX),
+            )
+        })
+        .collect();
+    let mut chosen: Vec<Option<String>> = vec![None; ranges.len()];
+    for i in 0.. {
+        let id = format!("{prefix}-{i}");
+        let hash = u128::from_be_bytes(md5::Md5::digest(id.as_bytes()).into());
+        if let Some(slot) = ranges
+            .iter()
+            .position(|(lo, hi)| (*lo..=*hi).contains(&hash))
+            && chosen[slot].is_none()
+        {
+            chosen[slot] = Some(id);
+        }
+        if chosen.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    chosen.into_iter().flatten().collect()
+}
+
+/// Polls the telemetry query API until `done` holds for its answer (or fails after 60 s).
+pub async fn wait_for_telemetry(
+    device_id: &str,
+    query: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let client = gateway().http();
+    let token = gateway().policy_token("service").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let response = client
+            .get(&format!("/devices/{device_id}/telemetry?{query}"), &token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(response.status().as_u16(), 200);
+        let body: serde_json::Value = response.json().await.unwrap_or_else(|e| panic!("{e}"));
+        if done(&body) {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "telemetry for {device_id} never satisfied the condition: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -9,8 +9,10 @@ use hub_shared::domain::device::{
 use hub_shared::domain::device_id::DeviceId;
 use hub_shared::domain::timestamp::Timestamp;
 use hub_shared::error::{ApiError, ErrorCode};
-use hub_shared::http::{AuthorizedRequest, HandlerError, HttpRequest, Response, respond};
-use hub_shared::ports::{CreateOutcome, DeleteOutcome, DeviceRegistry, IfMatch};
+use hub_shared::http::{
+    AuthorizedRequest, HandlerError, HttpRequest, Response, parse_if_match, respond,
+};
+use hub_shared::ports::{CreateOutcome, DeleteOutcome, DeviceRegistry};
 use hub_shared::routes::Operation;
 
 #[derive(Debug, Clone)]
@@ -155,14 +157,6 @@ fn not_found(device_id: &DeviceId) -> ApiError {
         ErrorCode::DeviceNotFound,
         format!("device {device_id} is not registered"),
     )
-}
-
-/// `If-Match`: absent or `*` means any version; otherwise an etag, quoted or not.
-pub fn parse_if_match(header: Option<&str>) -> IfMatch {
-    match header.map(str::trim) {
-        None | Some("") | Some("*") | Some("\"*\"") => IfMatch::Any,
-        Some(etag) => IfMatch::Etag(etag.trim_start_matches("W/").trim_matches('"').to_owned()),
-    }
 }
 
 #[cfg(test)]

@@ -195,15 +195,3 @@ async fn store_failures_are_503_not_500() {
         (503, Some("ServiceUnavailable"))
     );
 }
-
-#[test]
-fn if_match_accepts_quoted_unquoted_and_star() {
-    assert_eq!(parse_if_match(None), IfMatch::Any);
-    assert_eq!(parse_if_match(Some("*")), IfMatch::Any);
-    assert_eq!(parse_if_match(Some("\"abc\"")), IfMatch::Etag("abc".into()));
-    assert_eq!(parse_if_match(Some("abc")), IfMatch::Etag("abc".into()));
-    assert_eq!(
-        parse_if_match(Some("W/\"abc\"")),
-        IfMatch::Etag("abc".into())
-    );
-}

@@ -1,12 +1,14 @@
 //! AWS adapters for the ports, and SDK set-up. Endpoints come from the standard SDK environment
 //! (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_DYNAMODB`, ...), which is how LocalStack is reached.
 
+pub mod analytics;
 pub mod commands;
 pub mod kinesis;
 pub mod policies;
 pub mod registry;
 pub mod sqs;
 
+pub use analytics::{DynamoDbAnalyticsStore, DynamoDbRuleStore};
 pub use commands::DynamoDbCommandStore;
 pub use kinesis::KinesisRecordSink;
 pub use policies::DynamoDbPolicyStore;

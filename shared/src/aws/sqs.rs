@@ -150,3 +150,42 @@ impl FeedbackQueue for SqsQueue {
         }
     }
 }
+
+impl crate::ports::QueueSender for SqsQueue {
+    async fn send_all(&self, bodies: &[String]) -> Result<(), StoreError> {
+        const OPERATION: &str = "sending to a queue";
+        for chunk in bodies.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, body)| {
+                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(body)
+                        .build()
+                        .map_err(|e| StoreError::new(OPERATION, e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let output = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| StoreError::new(OPERATION, e))?;
+            if let Some(failed) = output.failed().first() {
+                return Err(StoreError::new(
+                    OPERATION,
+                    std::io::Error::other(format!(
+                        "{} of {} messages refused: {}",
+                        output.failed().len(),
+                        chunk.len(),
+                        failed.code()
+                    )),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

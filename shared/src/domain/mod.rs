@@ -1,5 +1,6 @@
 //! Domain types: free of AWS and of I/O.
 
+pub mod analytics;
 pub mod command;
 pub mod connection_string;
 pub mod device;

@@ -110,6 +110,15 @@ impl<'a> HttpRequest<'a> {
     }
 }
 
+/// `If-Match`: absent or `*` means any version; otherwise an etag, quoted or not.
+pub fn parse_if_match(header: Option<&str>) -> crate::ports::IfMatch {
+    use crate::ports::IfMatch;
+    match header.map(str::trim) {
+        None | Some("") | Some("*") | Some("\"*\"") => IfMatch::Any,
+        Some(etag) => IfMatch::Etag(etag.trim_start_matches("W/").trim_matches('"').to_owned()),
+    }
+}
+
 /// What can go wrong in a handler: an answer for the client, or a failure of a backing service.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
@@ -291,6 +300,19 @@ mod tests {
         assert_eq!(
             HttpRequest::new(&put).authorize().err().unwrap().status(),
             401
+        );
+    }
+
+    #[test]
+    fn if_match_accepts_quoted_unquoted_and_star() {
+        use crate::ports::IfMatch;
+        assert_eq!(parse_if_match(None), IfMatch::Any);
+        assert_eq!(parse_if_match(Some("*")), IfMatch::Any);
+        assert_eq!(parse_if_match(Some("\"abc\"")), IfMatch::Etag("abc".into()));
+        assert_eq!(parse_if_match(Some("abc")), IfMatch::Etag("abc".into()));
+        assert_eq!(
+            parse_if_match(Some("W/\"abc\"")),
+            IfMatch::Etag("abc".into())
         );
     }
 

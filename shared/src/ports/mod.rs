@@ -107,5 +107,7 @@ pub trait RecordSink: Send + Sync {
     ) -> impl Future<Output = Result<Vec<RecordFailure>, StoreError>> + Send;
 }
 
+mod analytics;
 mod commands;
+pub use analytics::*;
 pub use commands::*;

@@ -145,19 +145,48 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
         "no managed policies are attached"
     );
 
-    let [mapping] = resources(&plan, "aws_lambda_event_source_mapping")
-        .try_into()
-        .unwrap();
+    let mappings = resources(&plan, "aws_lambda_event_source_mapping");
     assert_eq!(
-        mapping["function_response_types"],
-        serde_json::json!(["ReportBatchItemFailures"])
+        mappings.len(),
+        2,
+        "command requests (SQS) and telemetry (Kinesis)"
+    );
+    for mapping in &mappings {
+        assert_eq!(
+            mapping["function_response_types"],
+            serde_json::json!(["ReportBatchItemFailures"])
+        );
+    }
+    let kinesis = mappings
+        .iter()
+        .find(|m| m["starting_position"] == "TRIM_HORIZON")
+        .expect("the Kinesis mapping");
+    assert_eq!(kinesis["bisect_batch_on_function_error"], true);
+    assert!(
+        kinesis["maximum_retry_attempts"]
+            .as_i64()
+            .is_some_and(|n| n > 0)
+    );
+    assert!(kinesis["maximum_record_age_in_seconds"].as_i64().is_some());
+    assert!(
+        kinesis["batch_size"].as_i64().is_some()
+            && kinesis["maximum_batching_window_in_seconds"]
+                .as_i64()
+                .is_some()
+    );
+    assert_eq!(
+        kinesis["destination_config"][0]["on_failure"]
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "an on-failure destination"
     );
     assert_eq!(
         resources(&plan, "aws_cloudwatch_event_rule")[0]["schedule_expression"],
         "rate(1 minute)"
     );
     let queues = resources(&plan, "aws_sqs_queue");
-    assert_eq!(queues.len(), 4);
+    assert_eq!(queues.len(), 7);
     assert!(
         queues.iter().all(|q| q["sqs_managed_sse_enabled"] == true),
         "queues are encrypted"

@@ -184,3 +184,54 @@ async fn commands_binary_answers_http_sqs_and_schedule_events() {
         "poison is dead-lettered, not retried: {answer}"
     );
 }
+
+#[tokio::test]
+async fn analytics_binary_answers_kinesis_and_http_events() {
+    gateway();
+    let device = unique("bin-an");
+    let envelope = hub_tests::envelope_at(
+        &device,
+        hub_shared::domain::timestamp::Timestamp::now(),
+        r#"{"t":1}"#,
+    );
+    let data = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        envelope.to_json(),
+    );
+    let shard = unique("shardId-bin");
+    let event = fixture(
+        "kinesis-event.json",
+        &[
+            ("{{DEVICE_ID}}", &device),
+            ("{{DATA}}", &data),
+            ("{{SHARD}}", &shard),
+        ],
+    );
+    let answer = response(invoke("analytics", event, &[]).await);
+    assert_eq!(
+        answer["batchItemFailures"],
+        serde_json::json!([]),
+        "{answer}"
+    );
+
+    let service = AuthContext::Allow(Principal::Service {
+        policy: "service".into(),
+        rights: Rights::of(&[Permission::ServiceConnect]),
+    });
+    let path = format!("/devices/{device}/state");
+    let query = fixture(
+        "http-request.json",
+        &[
+            ("{{ROUTE_KEY}}", "GET /devices/{id}/state"),
+            ("{{METHOD}}", "GET"),
+            ("{{PATH}}", &path),
+            ("{{DEVICE_ID}}", &device),
+            ("{{MESSAGE_ID}}", "unused"),
+            ("{{AUTHORIZER_CONTEXT}}", &context_json(&service)),
+        ],
+    );
+    let answer = response(invoke("analytics", query, &[]).await);
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+    let state: serde_json::Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+    assert_eq!(state["messageCount"], 1);
+}

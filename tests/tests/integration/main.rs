@@ -2,6 +2,7 @@
 //! function binaries, and the Terraform configuration. One test binary, so the gateway and the
 //! AWS SDK are set up once.
 
+mod analytics;
 mod auth;
 mod azure_sdk;
 mod bad_input;

@@ -1,0 +1,315 @@
+//! The analytics query API and rules API (service tokens with ServiceConnect).
+
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use hub_shared::domain::analytics::{
+    FieldStats, MAX_RULE_ID_LEN, Rule, WindowAggregate, WindowSize,
+};
+use hub_shared::domain::device::new_etag;
+use hub_shared::domain::timestamp::Timestamp;
+use hub_shared::error::{ApiError, ErrorCode};
+use hub_shared::http::{
+    AuthorizedRequest, HandlerError, HttpRequest, Response, parse_if_match, respond,
+};
+use hub_shared::ports::{AnalyticsStore, IfMatch, QueueSender, RuleStore, RuleWrite};
+use hub_shared::routes::Operation;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::AnalyticsHandler;
+use crate::engine::MAX_RULES;
+
+/// Most windows one telemetry query returns.
+const MAX_POINTS: i64 = 10_000;
+const MAX_ALERTS: usize = 1000;
+
+fn bad(message: impl Into<String>) -> HandlerError {
+    ApiError::bad_request(message).into()
+}
+
+fn time_param(
+    request: &AuthorizedRequest<'_>,
+    name: &str,
+) -> Result<Option<Timestamp>, HandlerError> {
+    request
+        .http
+        .query(name)
+        .map(|value| {
+            Timestamp::parse(value).map_err(|_| bad(format!("{name} must be an RFC 3339 time")))
+        })
+        .transpose()
+}
+
+/// One window of one field, ready for a chart.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Point {
+    window_start: Timestamp,
+    window_end: Timestamp,
+    message_count: u64,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    stats: Option<Stats>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fields: Option<std::collections::BTreeMap<String, Stats>>,
+}
+
+#[derive(Serialize)]
+struct Stats {
+    count: u64,
+    min: f64,
+    max: f64,
+    sum: f64,
+    mean: f64,
+    first: hub_shared::domain::analytics::Reading,
+    last: hub_shared::domain::analytics::Reading,
+}
+
+impl From<&FieldStats> for Stats {
+    fn from(stats: &FieldStats) -> Self {
+        Self {
+            count: stats.count,
+            min: stats.min,
+            max: stats.max,
+            sum: stats.sum,
+            mean: stats.mean(),
+            first: stats.first,
+            last: stats.last,
+        }
+    }
+}
+
+fn point(aggregate: &WindowAggregate, field: Option<&str>) -> Point {
+    let at = |ms| Timestamp::from_unix_millis(ms).unwrap_or(Timestamp::NEVER);
+    Point {
+        window_start: at(aggregate.window_start),
+        window_end: at(aggregate.window_start + aggregate.window.millis()),
+        message_count: aggregate.message_count,
+        stats: field.and_then(|f| aggregate.fields.get(f)).map(Stats::from),
+        fields: field.is_none().then(|| {
+            aggregate
+                .fields
+                .iter()
+                .map(|(k, v)| (k.clone(), Stats::from(v)))
+                .collect()
+        }),
+    }
+}
+
+impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender> AnalyticsHandler<A, R, Q> {
+    pub async fn handle_http(&self, event: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+        let request = HttpRequest::new(event);
+        let request_id = request.request_id().to_owned();
+        respond(self.route(request).await, &request_id)
+    }
+
+    async fn route(
+        &self,
+        request: HttpRequest<'_>,
+    ) -> Result<ApiGatewayV2httpResponse, HandlerError> {
+        let request = request.authorize()?;
+        match request.route.operation {
+            Operation::QueryTelemetry => self.telemetry(&request).await,
+            Operation::QueryDeviceState => self.device_state(&request).await,
+            Operation::ListAlerts => self.alerts(&request).await,
+            Operation::ListRules => Ok(Response::json(
+                200,
+                &json!({ "rules": self.rule_store.list().await? }),
+            )),
+            Operation::CreateRule => self.write_rule(&request, None).await,
+            Operation::PutRule => {
+                let id = request.params.get("ruleId").unwrap_or_default().to_owned();
+                self.write_rule(&request, Some(id)).await
+            }
+            Operation::GetRule => {
+                let id = request.params.get("ruleId").unwrap_or_default();
+                match self.rule_store.get(id).await? {
+                    Some(rule) => Ok(rule_response(200, &rule)),
+                    None => Err(rule_not_found(id)),
+                }
+            }
+            Operation::DeleteRule => {
+                let id = request.params.get("ruleId").unwrap_or_default();
+                let if_match = etag_condition(&request);
+                match self.rule_store.delete(id, if_match.as_deref()).await? {
+                    RuleWrite::Written => {
+                        self.invalidate_rules();
+                        Ok(Response::empty(204))
+                    }
+                    RuleWrite::NotFound => Err(rule_not_found(id)),
+                    RuleWrite::EtagMismatch => Err(etag_mismatch(id)),
+                }
+            }
+            other => Err(ApiError::new(
+                ErrorCode::ServerError,
+                format!("{other:?} is not served by analytics"),
+            )
+            .into()),
+        }
+    }
+
+    async fn telemetry(
+        &self,
+        request: &AuthorizedRequest<'_>,
+    ) -> Result<ApiGatewayV2httpResponse, HandlerError> {
+        let device = request
+            .device_id
+            .as_ref()
+            .ok_or_else(|| bad("the path has no device id"))?;
+        let window = match request.http.query("window") {
+            Some(value) => value.parse::<WindowSize>().map_err(bad)?,
+            None => self.engine.windows[0],
+        };
+        if !self.engine.windows.contains(&window) {
+            let known: Vec<String> = self
+                .engine
+                .windows
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            return Err(bad(format!(
+                "window {window} is not aggregated; use one of {}",
+                known.join(", ")
+            )));
+        }
+        let to = time_param(request, "to")?.unwrap_or_else(Timestamp::now);
+        let default_span = window.millis() * 60;
+        let from = time_param(request, "from")?.unwrap_or_else(|| {
+            Timestamp::from_unix_millis(to.unix_millis() - default_span).unwrap_or(Timestamp::NEVER)
+        });
+        if from > to {
+            return Err(bad("from must not be after to"));
+        }
+        if (to.unix_millis() - from.unix_millis()) / window.millis() > MAX_POINTS {
+            return Err(bad(format!(
+                "the range spans more than {MAX_POINTS} windows of {window}"
+            )));
+        }
+        let field = request.http.query("field").filter(|f| !f.is_empty());
+        let aggregates = self
+            .store
+            .aggregates(device, window, window.start_of(from), to.unix_millis())
+            .await?;
+        let points: Vec<Point> = aggregates.iter().map(|a| point(a, field)).collect();
+        Ok(Response::json(
+            200,
+            &json!({ "deviceId": device, "window": window, "field": field, "from": from, "to": to, "points": points }),
+        ))
+    }
+
+    async fn device_state(
+        &self,
+        request: &AuthorizedRequest<'_>,
+    ) -> Result<ApiGatewayV2httpResponse, HandlerError> {
+        let device = request
+            .device_id
+            .as_ref()
+            .ok_or_else(|| bad("the path has no device id"))?;
+        match self.store.device_state(device).await? {
+            Some(state) => Ok(Response::json(200, &state)),
+            None => Err(ApiError::new(
+                ErrorCode::DeviceNotFound,
+                format!("no telemetry from device {device} has been processed"),
+            )
+            .into()),
+        }
+    }
+
+    async fn alerts(
+        &self,
+        request: &AuthorizedRequest<'_>,
+    ) -> Result<ApiGatewayV2httpResponse, HandlerError> {
+        let active_only = match request.http.query("active") {
+            None | Some("false") => false,
+            Some("true") | Some("") => true,
+            Some(_) => return Err(bad("active must be true or false")),
+        };
+        let mut alerts = self.store.alerts(active_only, MAX_ALERTS).await?;
+        if let Some(device) = request.http.query("deviceId") {
+            alerts.retain(|a| a.device_id.as_str() == device);
+        }
+        if let Some(rule) = request.http.query("ruleId") {
+            alerts.retain(|a| a.rule_id == rule);
+        }
+        Ok(Response::json(200, &json!({ "alerts": alerts })))
+    }
+
+    /// POST /rules (create; the id comes from the body or is generated) and PUT /rules/{id}
+    /// (create or replace; `If-Match` to replace a known version only).
+    async fn write_rule(
+        &self,
+        request: &AuthorizedRequest<'_>,
+        path_id: Option<String>,
+    ) -> Result<ApiGatewayV2httpResponse, HandlerError> {
+        let body = request.http.body()?;
+        let mut rule: Rule = serde_json::from_slice(&body)
+            .map_err(|e| bad(format!("the rule is not valid: {e}")))?;
+        match (&path_id, rule.id.is_empty()) {
+            (Some(id), true) => rule.id.clone_from(id),
+            (Some(id), false) if *id != rule.id => {
+                return Err(bad(format!(
+                    "id {} in the body does not match {id} in the path",
+                    rule.id
+                )));
+            }
+            (None, true) => {
+                rule.id =
+                    uuid::Uuid::new_v4().simple().to_string()[..MAX_RULE_ID_LEN.min(32)].to_owned()
+            }
+            _ => {}
+        }
+        rule.validate(&self.engine.windows).map_err(bad)?;
+        rule.etag = new_etag();
+        let existing = self.rule_store.get(&rule.id).await?;
+        if existing.is_none() && self.rule_store.list().await?.len() >= MAX_RULES {
+            return Err(bad(format!(
+                "the hub holds at most {MAX_RULES} rules; delete one first"
+            )));
+        }
+        let if_match = etag_condition(request);
+        let create_only = path_id.is_none();
+        let status = if existing.is_some() { 200 } else { 201 };
+        match self
+            .rule_store
+            .put(&rule, if_match.as_deref(), create_only)
+            .await?
+        {
+            RuleWrite::Written => {
+                self.invalidate_rules();
+                Ok(rule_response(status, &rule))
+            }
+            RuleWrite::EtagMismatch if create_only => Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("rule {} already exists", rule.id),
+            )
+            .into()),
+            RuleWrite::EtagMismatch => Err(etag_mismatch(&rule.id)),
+            RuleWrite::NotFound => Err(rule_not_found(&rule.id)),
+        }
+    }
+}
+
+fn etag_condition(request: &AuthorizedRequest<'_>) -> Option<String> {
+    match parse_if_match(request.http.header("if-match")) {
+        IfMatch::Any => None,
+        IfMatch::Etag(etag) => Some(etag),
+    }
+}
+
+fn rule_response(status: u16, rule: &Rule) -> ApiGatewayV2httpResponse {
+    Response::with_header(
+        Response::json(status, rule),
+        "etag",
+        &format!("\"{}\"", rule.etag),
+    )
+}
+
+fn rule_not_found(id: &str) -> HandlerError {
+    ApiError::new(ErrorCode::NotFound, format!("there is no rule {id}")).into()
+}
+
+fn etag_mismatch(id: &str) -> HandlerError {
+    ApiError::new(
+        ErrorCode::PreconditionFailed,
+        format!("If-Match does not match rule {id}'s current etag"),
+    )
+    .into()
+}

@@ -1,0 +1,149 @@
+//! The `analytics` function: turns the telemetry stream into window aggregates, device states and
+//! rule outcomes (alerts, commands), exactly once in effect however often Kinesis redelivers, and
+//! serves the query and rules API. One Lambda, two event shapes; see `handle`.
+
+pub mod batch;
+pub mod engine;
+pub mod http_api;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use aws_lambda_events::kinesis::KinesisEvent;
+use hub_shared::config::{ConfigError, Env, vars};
+use hub_shared::domain::analytics::{Rule, WindowSize};
+use hub_shared::ports::{AnalyticsStore, QueueSender, RuleStore, StoreError};
+use serde_json::Value;
+
+use crate::engine::{Engine, MAX_RULES, MAX_WINDOWS};
+
+#[derive(Debug, Clone)]
+pub struct AnalyticsConfig {
+    pub analytics_table: String,
+    pub alerts_table: String,
+    pub rules_table: String,
+    pub command_requests_queue_url: String,
+    pub alerts_queue_url: String,
+    pub dead_letter_queue_url: String,
+    pub windows: Vec<WindowSize>,
+    pub retention: Duration,
+    pub rules_cache: Duration,
+}
+
+impl AnalyticsConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let raw_windows: String = env.parse_or(vars::ANALYTICS_WINDOWS, "1m,1h".to_owned())?;
+        let invalid = |reason: String| ConfigError::Invalid {
+            name: vars::ANALYTICS_WINDOWS,
+            value: raw_windows.clone(),
+            reason,
+        };
+        let mut windows = raw_windows
+            .split(',')
+            .map(|w| w.parse::<WindowSize>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(invalid)?;
+        windows.sort();
+        windows.dedup();
+        if windows.is_empty() || windows.len() > MAX_WINDOWS {
+            return Err(invalid(format!("give 1 to {MAX_WINDOWS} windows")));
+        }
+        let retention_days: u64 = env.parse_or(vars::ANALYTICS_RETENTION_DAYS, 30)?;
+        Ok(Self {
+            analytics_table: env.required(vars::ANALYTICS_TABLE)?,
+            alerts_table: env.required(vars::ALERTS_TABLE)?,
+            rules_table: env.required(vars::RULES_TABLE)?,
+            command_requests_queue_url: env.required(vars::COMMAND_REQUESTS_QUEUE_URL)?,
+            alerts_queue_url: env.required(vars::ALERTS_QUEUE_URL)?,
+            dead_letter_queue_url: env.required(vars::ANALYTICS_DLQ_URL)?,
+            windows,
+            retention: Duration::from_secs(retention_days * 86_400),
+            rules_cache: env.seconds_or(vars::RULES_CACHE_SECONDS, 10)?,
+        })
+    }
+}
+
+pub struct AnalyticsHandler<A, R, Q> {
+    pub engine: Engine,
+    pub store: A,
+    pub rule_store: R,
+    pub command_requests: Q,
+    pub alert_events: Q,
+    pub dead_letters: Q,
+    rules_cache: Mutex<Option<(Instant, Arc<Vec<Rule>>)>>,
+    rules_ttl: Duration,
+}
+
+impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender> AnalyticsHandler<A, R, Q> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        windows: Vec<WindowSize>,
+        store: A,
+        rule_store: R,
+        command_requests: Q,
+        alert_events: Q,
+        dead_letters: Q,
+        rules_ttl: Duration,
+    ) -> Self {
+        Self {
+            engine: Engine::new(windows),
+            store,
+            rule_store,
+            command_requests,
+            alert_events,
+            dead_letters,
+            rules_cache: Mutex::new(None),
+            rules_ttl,
+        }
+    }
+
+    /// The enabled rules, read at most once per cache period (at most `MAX_RULES`).
+    pub async fn rules(&self) -> Result<Arc<Vec<Rule>>, StoreError> {
+        if let Some((read_at, rules)) = self
+            .rules_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            && read_at.elapsed() < self.rules_ttl
+        {
+            return Ok(Arc::clone(rules));
+        }
+        let mut rules: Vec<Rule> = self
+            .rule_store
+            .list()
+            .await?
+            .into_iter()
+            .filter(|r| r.enabled)
+            .collect();
+        if rules.len() > MAX_RULES {
+            tracing::warn!(
+                rules = rules.len(),
+                "more enabled rules than the hub evaluates; the first {MAX_RULES} by id are used"
+            );
+            rules.truncate(MAX_RULES);
+        }
+        let rules = Arc::new(rules);
+        *self.rules_cache.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((Instant::now(), Arc::clone(&rules)));
+        Ok(rules)
+    }
+
+    /// Forgets the cached rules (after the rules API changed them).
+    pub fn invalidate_rules(&self) {
+        *self.rules_cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Dispatches on the event's shape: Kinesis records (`Records`), or an API Gateway request.
+    pub async fn handle(&self, event: Value) -> Result<Value, serde_json::Error> {
+        if event.get("Records").is_some() {
+            let batch: KinesisEvent = serde_json::from_value(event)?;
+            return serde_json::to_value(self.handle_kinesis(&batch).await);
+        }
+        let request: ApiGatewayV2httpRequest = serde_json::from_value(event)?;
+        serde_json::to_value(self.handle_http(&request).await)
+    }
+}
+
+#[cfg(test)]
+mod tests;

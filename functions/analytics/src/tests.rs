@@ -1,0 +1,447 @@
+//! Batch semantics and the HTTP API over in-memory ports; the same properties are tested against
+//! DynamoDB, Kinesis and SQS on LocalStack in `tests/`.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use aws_lambda_events::kinesis::{KinesisEvent, KinesisEventRecord};
+use hub_shared::authz::Principal;
+use hub_shared::domain::analytics::{Rule, WindowSize};
+use hub_shared::domain::device_id::DeviceId;
+use hub_shared::domain::envelope::{AuthMethod, DeviceMessage, Sender, TelemetryEnvelope};
+use hub_shared::domain::policy::{Permission, Rights};
+use hub_shared::domain::timestamp::Timestamp;
+use hub_shared::fakes::{
+    InMemoryAnalytics, InMemoryQueue, InMemoryRules, RequestBuilder, error_code, response_body,
+};
+use hub_shared::http::AuthContext;
+use hub_shared::ports::{StateItem, StateKey};
+
+use super::*;
+
+type Handler = AnalyticsHandler<InMemoryAnalytics, InMemoryRules, InMemoryQueue>;
+
+fn handler(rules: Vec<Rule>) -> Handler {
+    AnalyticsHandler::new(
+        vec!["1m".parse().unwrap(), "1h".parse().unwrap()],
+        InMemoryAnalytics::default(),
+        InMemoryRules::with(rules),
+        InMemoryQueue::default(),
+        InMemoryQueue::default(),
+        InMemoryQueue::default(),
+        Duration::ZERO,
+    )
+}
+
+fn envelope(device: &str, at_ms: i64, body: &str) -> TelemetryEnvelope {
+    let sender = Sender {
+        device_id: DeviceId::parse(device).unwrap(),
+        generation_id: "1".into(),
+        auth_method: AuthMethod::device_key(),
+    };
+    let message = DeviceMessage {
+        body: body.as_bytes().to_vec(),
+        ..Default::default()
+    };
+    TelemetryEnvelope::stamp(
+        message,
+        &sender,
+        Timestamp::from_unix_millis(at_ms).unwrap(),
+    )
+}
+
+fn record(shard: &str, sequence: u64, partition_key: &str, data: Vec<u8>) -> KinesisEventRecord {
+    let json = serde_json::json!({
+        "kinesis": {
+            "kinesisSchemaVersion": "1.0",
+            "partitionKey": partition_key,
+            "sequenceNumber": sequence.to_string(),
+            "data": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, data),
+            "approximateArrivalTimestamp": 1.0,
+        },
+        "eventSource": "aws:kinesis",
+        "eventID": format!("{shard}:{sequence}"),
+        "eventSourceARN": "arn:aws:kinesis:us-east-1:000000000000:stream/telemetry",
+    });
+    serde_json::from_value(json).unwrap()
+}
+
+fn batch(shard: &str, first_sequence: u64, envelopes: &[TelemetryEnvelope]) -> KinesisEvent {
+    let mut event = KinesisEvent::default();
+    event.records = envelopes
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            record(
+                shard,
+                first_sequence + i as u64,
+                e.device_id.as_str(),
+                e.to_json(),
+            )
+        })
+        .collect();
+    event
+}
+
+fn aggregate(
+    h: &Handler,
+    device: &str,
+    window: &str,
+    start: i64,
+) -> hub_shared::domain::analytics::WindowAggregate {
+    let key = StateKey::Aggregate {
+        device: DeviceId::parse(device).unwrap(),
+        window: window.parse::<WindowSize>().unwrap(),
+        start,
+    };
+    match h.store.item(&key) {
+        Some(StateItem::Aggregate(a)) => a,
+        other => panic!("no aggregate {key:?}: {other:?}"),
+    }
+}
+
+fn series() -> Vec<TelemetryEnvelope> {
+    (0..6)
+        .map(|i| envelope("d1", i * 30_000, &format!(r#"{{"t":{}}}"#, i * 10)))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_batch_aggregates_exactly_and_replaying_it_changes_nothing() {
+    let h = handler(vec![]);
+    let event = batch("shardId-0", 100, &series());
+    assert!(
+        h.handle_kinesis(&event)
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    let before = h.store.all();
+    let minutes: Vec<(u64, f64)> = (0..3)
+        .map(|m| aggregate(&h, "d1", "1m", m * 60_000))
+        .map(|a| (a.message_count, a.fields["t"].sum))
+        .collect();
+    assert_eq!(minutes, [(2, 10.0), (2, 50.0), (2, 90.0)]);
+    assert_eq!(aggregate(&h, "d1", "1h", 0).fields["t"].count, 6);
+
+    assert!(
+        h.handle_kinesis(&event)
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    assert_eq!(
+        h.store.all(),
+        before,
+        "the same batch applied twice leaves everything unchanged"
+    );
+    assert_eq!(
+        h.store.commits.load(Ordering::SeqCst),
+        1,
+        "the replay committed nothing"
+    );
+}
+
+#[tokio::test]
+async fn an_overlapping_retry_after_a_failure_applies_each_record_once() {
+    let h = handler(vec![]);
+    let records = series();
+    // The first three records commit; then commits fail and the batch reports a failure.
+    assert!(
+        h.handle_kinesis(&batch("shardId-0", 100, &records[..3]))
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    h.store.fail_commits.store(1, Ordering::SeqCst);
+    let failed = h.handle_kinesis(&batch("shardId-0", 100, &records)).await;
+    let failures: Vec<Option<String>> = failed
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(
+        failures,
+        [Some("103".to_owned())],
+        "retry from the first record not applied"
+    );
+    // Lambda retries from 103, but a retry of the whole batch must be just as harmless.
+    assert!(
+        h.handle_kinesis(&batch("shardId-0", 100, &records))
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    assert_eq!(aggregate(&h, "d1", "1h", 0).fields["t"].count, 6);
+    assert_eq!(aggregate(&h, "d1", "1h", 0).fields["t"].sum, 150.0);
+}
+
+#[tokio::test]
+async fn poison_records_are_dead_lettered_without_blocking_the_shard() {
+    let h = handler(vec![]);
+    let good = series();
+    let mut event = batch("shardId-0", 1, &good[..2]);
+    event
+        .records
+        .push(record("shardId-0", 3, "d1", b"{not an envelope".to_vec()));
+    let mut wrong_key = record("shardId-0", 4, "d2", good[2].to_json());
+    wrong_key.kinesis.partition_key = "d2".into();
+    event.records.push(wrong_key);
+    event
+        .records
+        .extend(batch("shardId-0", 5, &good[3..]).records);
+    assert!(
+        h.handle_kinesis(&event)
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    let dead = h.dead_letters.sent();
+    assert_eq!(dead.len(), 2);
+    assert!(
+        dead[0].contains("not a telemetry envelope") && dead[0].contains(r#""sequenceNumber":"3""#),
+        "{}",
+        dead[0]
+    );
+    assert!(dead[1].contains("partition key"));
+    assert_eq!(
+        aggregate(&h, "d1", "1h", 0).message_count,
+        5,
+        "every other record is aggregated"
+    );
+}
+
+#[tokio::test]
+async fn large_batches_are_split_into_transactions_of_at_most_99_items() {
+    let h = handler(vec![]);
+    // 150 devices x (1 state + 2 windows) = 450 items.
+    let records: Vec<TelemetryEnvelope> = (0..150)
+        .map(|d| envelope(&format!("dev-{d}"), 1_000, r#"{"t":1}"#))
+        .collect();
+    assert!(
+        h.handle_kinesis(&batch("shardId-0", 1, &records))
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    assert_eq!(
+        h.store.commits.load(Ordering::SeqCst),
+        5,
+        "ceil(450 / 99) transactions"
+    );
+    assert_eq!(h.store.all().len(), 450);
+}
+
+#[tokio::test]
+async fn dynamo_calls_grow_with_devices_and_windows_not_records() {
+    let h = handler(vec![]);
+    let records: Vec<TelemetryEnvelope> = (0..1000)
+        .map(|i| {
+            envelope(
+                &format!("dev-{}", i % 10),
+                (i % 50) * 1_000,
+                r#"{"t":1,"h":2}"#,
+            )
+        })
+        .collect();
+    assert!(
+        h.handle_kinesis(&batch("shardId-0", 1, &records))
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    assert_eq!(h.store.loads.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        h.store.commits.load(Ordering::SeqCst),
+        1,
+        "10 devices x 3 items fit one transaction"
+    );
+}
+
+#[tokio::test]
+async fn commands_are_sent_with_stable_ids_even_when_the_commit_fails() {
+    let hot: Rule = serde_json::from_str(
+        r#"{"id":"hot","devices":{"all":true},"condition":{"field":"t","operator":">","threshold":30},"actions":{"command":{"body":"fan on"},"alert":{}}}"#,
+    )
+    .unwrap();
+    let h = handler(vec![hot]);
+    let event = batch("shardId-0", 1, &[envelope("d1", 0, r#"{"t":35}"#)]);
+    h.store.fail_commits.store(1, Ordering::SeqCst);
+    assert_eq!(h.handle_kinesis(&event).await.batch_item_failures.len(), 1);
+    assert!(
+        h.handle_kinesis(&event)
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    let commands = h.command_requests.sent();
+    assert_eq!(commands.len(), 2, "sent before each commit attempt");
+    assert_eq!(
+        commands[0], commands[1],
+        "the same request id both times, so it is enqueued once"
+    );
+    assert_eq!(h.alert_events.sent().len(), 2);
+    let Some(StateItem::Alert(alert)) = h.store.item(&StateKey::Alert {
+        rule_id: "hot".into(),
+        device: DeviceId::parse("d1").unwrap(),
+    }) else {
+        panic!("alert state")
+    };
+    assert!(alert.active);
+    // Once committed, a redelivery sends nothing more.
+    assert!(
+        h.handle_kinesis(&event)
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    assert_eq!(h.command_requests.sent().len(), 2);
+}
+
+#[tokio::test]
+async fn shards_are_checkpointed_separately() {
+    let h = handler(vec![]);
+    let mut event = batch("shardId-0", 10, &[envelope("a", 0, r#"{"t":1}"#)]);
+    event
+        .records
+        .extend(batch("shardId-1", 5, &[envelope("b", 0, r#"{"t":1}"#)]).records);
+    assert!(
+        h.handle_kinesis(&event)
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    assert_eq!(aggregate(&h, "a", "1m", 0).message_count, 1);
+    assert_eq!(
+        aggregate(&h, "b", "1m", 0).message_count,
+        1,
+        "sequence 5 of another shard is not 'before' 10"
+    );
+}
+
+fn service() -> AuthContext {
+    AuthContext::Allow(Principal::Service {
+        policy: "service".into(),
+        rights: Rights::of(&[Permission::ServiceConnect]),
+    })
+}
+
+#[tokio::test]
+async fn the_query_api_serves_aggregates_state_and_alerts() {
+    let h = handler(vec![]);
+    assert!(
+        h.handle_kinesis(&batch("shardId-0", 1, &series()))
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    let mut request = RequestBuilder::new(
+        "GET /devices/{id}/telemetry",
+        "/devices/d1/telemetry",
+        &service(),
+    )
+    .build();
+    request.query_string_parameters = std::collections::HashMap::from([
+        ("field".to_owned(), "t".to_owned()),
+        ("window".to_owned(), "1m".to_owned()),
+        ("from".to_owned(), "1970-01-01T00:00:00Z".to_owned()),
+        ("to".to_owned(), "1970-01-01T00:10:00Z".to_owned()),
+    ])
+    .into();
+    let response = h.handle_http(&request).await;
+    assert_eq!(response.status_code, 200, "{}", response_body(&response));
+    let json: serde_json::Value = serde_json::from_str(&response_body(&response)).unwrap();
+    let points = json["points"].as_array().unwrap();
+    assert_eq!(points.len(), 3);
+    assert_eq!(points[1]["windowStart"], "1970-01-01T00:01:00Z");
+    assert_eq!(
+        (points[1]["count"].as_u64(), points[1]["mean"].as_f64()),
+        (Some(2), Some(25.0))
+    );
+    assert_eq!(points[1]["first"]["value"], 20.0);
+
+    let state = h
+        .handle_http(
+            &RequestBuilder::new("GET /devices/{id}/state", "/devices/d1/state", &service())
+                .build(),
+        )
+        .await;
+    let state: serde_json::Value = serde_json::from_str(&response_body(&state)).unwrap();
+    assert_eq!(
+        (
+            state["messageCount"].as_u64(),
+            state["lastValues"]["t"]["value"].as_f64()
+        ),
+        (Some(6), Some(50.0))
+    );
+    let unknown = h
+        .handle_http(
+            &RequestBuilder::new(
+                "GET /devices/{id}/state",
+                "/devices/ghost/state",
+                &service(),
+            )
+            .build(),
+        )
+        .await;
+    assert_eq!(unknown.status_code, 404);
+
+    request.query_string_parameters =
+        std::collections::HashMap::from([("window".to_owned(), "5m".to_owned())]).into();
+    let response = h.handle_http(&request).await;
+    assert_eq!(
+        (response.status_code, error_code(&response).as_deref()),
+        (400, Some("ArgumentInvalid"))
+    );
+}
+
+#[tokio::test]
+async fn the_rules_api_validates_and_honours_etags() {
+    let h = handler(vec![]);
+    let rule = r#"{"devices":{"all":true},"condition":{"field":"t","operator":">","threshold":30},"actions":{"alert":{}}}"#;
+    let put = |body: &str, if_match: Option<&str>| {
+        let mut builder =
+            RequestBuilder::new("PUT /rules/{ruleId}", "/rules/hot", &service()).text_body(body);
+        if let Some(etag) = if_match {
+            builder = builder.header("if-match", etag);
+        }
+        builder.build()
+    };
+    let created = h.handle_http(&put(rule, None)).await;
+    assert_eq!(created.status_code, 201, "{}", response_body(&created));
+    let etag = created.headers["etag"].to_str().unwrap().to_owned();
+    let stale = h.handle_http(&put(rule, Some("\"stale\""))).await;
+    assert_eq!(
+        (stale.status_code, error_code(&stale).as_deref()),
+        (412, Some("PreconditionFailed"))
+    );
+    assert_eq!(
+        h.handle_http(&put(rule, Some(&etag))).await.status_code,
+        200
+    );
+
+    let invalid = h.handle_http(&put(r#"{"devices":{"all":true},"condition":{"field":"t","operator":">","threshold":1},"actions":{}}"#, None)).await;
+    assert_eq!(
+        (invalid.status_code, error_code(&invalid).as_deref()),
+        (400, Some("ArgumentInvalid"))
+    );
+
+    let listed = h
+        .handle_http(&RequestBuilder::new("GET /rules", "/rules", &service()).build())
+        .await;
+    let listed: serde_json::Value = serde_json::from_str(&response_body(&listed)).unwrap();
+    assert_eq!(listed["rules"][0]["id"], "hot");
+
+    let post = RequestBuilder::new("POST /rules", "/rules", &service())
+        .text_body(&rule.replacen('{', r#"{"id":"hot","#, 1))
+        .build();
+    let conflict = h.handle_http(&post).await;
+    assert_eq!(
+        (conflict.status_code, error_code(&conflict).as_deref()),
+        (409, Some("Conflict"))
+    );
+
+    let delete = RequestBuilder::new("DELETE /rules/{ruleId}", "/rules/hot", &service()).build();
+    assert_eq!(h.handle_http(&delete).await.status_code, 204);
+    assert_eq!(h.handle_http(&delete).await.status_code, 404);
+}

@@ -1,0 +1,339 @@
+//! The Kinesis event source mapping of the `analytics` function, emulated: each shard is read in
+//! order (from TRIM_HORIZON the first time, then after this gateway's own checkpoint), records are
+//! gathered into batches (batch size, batching window), and the function's partial-failure
+//! response is honoured as Lambda does: the batch is retried from the first failed record, split
+//! in two when the function itself fails (bisect on error), and after the maximum number of retries
+//! described to the on-failure destination and skipped.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::streams::KinesisEventResponse;
+use aws_sdk_kinesis::types::{Record, ShardIteratorType};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+
+use crate::hub::Hub;
+
+#[derive(Debug, Clone)]
+pub struct KinesisMappingOptions {
+    pub batch_size: usize,
+    /// How long to gather records before invoking with a partial batch.
+    pub batching_window: Duration,
+    pub max_retries: u32,
+    pub bisect_on_error: bool,
+    /// Where this gateway keeps its position in each shard; `None` keeps it in memory only.
+    pub checkpoint_file: Option<PathBuf>,
+    /// Without a checkpoint, start at the oldest record (as Lambda's TRIM_HORIZON) or, for
+    /// measurements, after the newest.
+    pub start_at_latest: bool,
+}
+
+impl Default for KinesisMappingOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 100,
+            batching_window: Duration::from_millis(100),
+            max_retries: 3,
+            bisect_on_error: true,
+            checkpoint_file: None,
+            start_at_latest: false,
+        }
+    }
+}
+
+/// Reads every shard of the telemetry stream, one reader each, until cancelled (dropping this
+/// future stops the readers too).
+pub async fn run(hub: Arc<Hub>, options: KinesisMappingOptions) {
+    let shards = loop {
+        match hub
+            .kinesis
+            .list_shards()
+            .stream_name(&hub.telemetry_stream)
+            .send()
+            .await
+        {
+            Ok(output) => break output.shards.unwrap_or_default(),
+            Err(error) => {
+                tracing::error!(error = %hub_shared::error::Chain(&error), "cannot list the telemetry stream's shards; retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    };
+    let checkpoints = Arc::new(Checkpoints::load(options.checkpoint_file.clone()));
+    let mut readers = JoinSet::new();
+    for shard in shards {
+        let reader = ShardReader {
+            hub: Arc::clone(&hub),
+            shard_id: shard.shard_id().to_owned(),
+            options: options.clone(),
+            checkpoints: Arc::clone(&checkpoints),
+        };
+        readers.spawn(reader.run());
+    }
+    while readers.join_next().await.is_some() {}
+}
+
+/// This gateway's position in each shard (the emulator's own state, not the function's).
+struct Checkpoints {
+    file: Option<PathBuf>,
+    positions: std::sync::Mutex<BTreeMap<String, String>>,
+}
+
+impl Checkpoints {
+    fn load(file: Option<PathBuf>) -> Self {
+        let positions = file
+            .as_ref()
+            .and_then(|path| std::fs::read_to_string(path).ok())
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        Self {
+            file,
+            positions: std::sync::Mutex::new(positions),
+        }
+    }
+
+    fn get(&self, shard: &str) -> Option<String> {
+        self.positions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(shard)
+            .cloned()
+    }
+
+    fn set(&self, shard: &str, sequence_number: &str) {
+        let mut positions = self.positions.lock().unwrap_or_else(|p| p.into_inner());
+        positions.insert(shard.to_owned(), sequence_number.to_owned());
+        if let Some(path) = &self.file {
+            let written = path
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| {
+                    std::fs::write(
+                        path,
+                        serde_json::to_string_pretty(&*positions).unwrap_or_default(),
+                    )
+                });
+            if let Err(error) = written {
+                tracing::warn!(%error, path = %path.display(), "cannot save the event source mapping's checkpoint");
+            }
+        }
+    }
+}
+
+struct ShardReader {
+    hub: Arc<Hub>,
+    shard_id: String,
+    options: KinesisMappingOptions,
+    checkpoints: Arc<Checkpoints>,
+}
+
+impl ShardReader {
+    async fn iterator(&self) -> Option<String> {
+        let mut request = self
+            .hub
+            .kinesis
+            .get_shard_iterator()
+            .stream_name(&self.hub.telemetry_stream)
+            .shard_id(&self.shard_id);
+        request = match self.checkpoints.get(&self.shard_id) {
+            Some(sequence) => request
+                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                .starting_sequence_number(sequence),
+            None if self.options.start_at_latest => {
+                request.shard_iterator_type(ShardIteratorType::Latest)
+            }
+            None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+        };
+        match request.send().await {
+            Ok(output) => output.shard_iterator,
+            Err(error) => {
+                tracing::warn!(shard = self.shard_id, error = %hub_shared::error::Chain(&error), "cannot get a shard iterator");
+                None
+            }
+        }
+    }
+
+    async fn run(self) {
+        let mut iterator = None;
+        let mut batch: Vec<Record> = Vec::new();
+        let mut gathering_since = None;
+        loop {
+            if iterator.is_none() {
+                iterator = self.iterator().await;
+                if iterator.is_none() {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            }
+            let limit = i32::try_from(self.options.batch_size.saturating_sub(batch.len()).max(1))
+                .unwrap_or(100);
+            let read = self
+                .hub
+                .kinesis
+                .get_records()
+                .set_shard_iterator(iterator.take())
+                .limit(limit)
+                .send()
+                .await;
+            match read {
+                Ok(output) => {
+                    iterator = output.next_shard_iterator.clone();
+                    if !output.records.is_empty() && gathering_since.is_none() {
+                        gathering_since = Some(tokio::time::Instant::now());
+                    }
+                    batch.extend(output.records);
+                }
+                Err(error) => {
+                    tracing::warn!(shard = self.shard_id, error = %hub_shared::error::Chain(&error), "reading the shard failed");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            }
+            let window_over = gathering_since
+                .is_some_and(|since| since.elapsed() >= self.options.batching_window);
+            if !batch.is_empty() && (batch.len() >= self.options.batch_size || window_over) {
+                let records = std::mem::take(&mut batch);
+                gathering_since = None;
+                let last = records.last().map(|r| r.sequence_number().to_owned());
+                self.deliver(records).await;
+                if let Some(last) = last {
+                    self.checkpoints.set(&self.shard_id, &last);
+                }
+            } else if batch.is_empty() || !window_over {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    /// Invokes the function until the batch is processed or given up.
+    async fn deliver(&self, records: Vec<Record>) {
+        let mut pending = records;
+        let mut retries = 0;
+        while !pending.is_empty() {
+            let event = self.event(&pending);
+            let outcome = self
+                .hub
+                .invoke_analytics(event)
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|response| {
+                    serde_json::from_value::<KinesisEventResponse>(response)
+                        .map_err(|e| format!("malformed batch response: {e}"))
+                });
+            match outcome {
+                Ok(response) if response.batch_item_failures.is_empty() => return,
+                Ok(response) => {
+                    // Retry from the first failed record; everything before it is done.
+                    let failed: Vec<String> = response
+                        .batch_item_failures
+                        .into_iter()
+                        .filter_map(|f| f.item_identifier)
+                        .collect();
+                    let position = pending
+                        .iter()
+                        .position(|r| failed.iter().any(|f| f == r.sequence_number()))
+                        .unwrap_or(0);
+                    pending.drain(..position);
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        shard = self.shard_id,
+                        error,
+                        records = pending.len(),
+                        "the analytics function failed"
+                    );
+                    if self.options.bisect_on_error
+                        && pending.len() > 1
+                        && retries < self.options.max_retries
+                    {
+                        let second = pending.split_off(pending.len() / 2);
+                        Box::pin(self.deliver(pending)).await;
+                        Box::pin(self.deliver(second)).await;
+                        return;
+                    }
+                }
+            }
+            retries += 1;
+            if retries > self.options.max_retries {
+                self.give_up(&pending).await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100 * u64::from(retries))).await;
+        }
+    }
+
+    /// Describes an abandoned batch to the on-failure destination, as Lambda does.
+    async fn give_up(&self, records: &[Record]) {
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return;
+        };
+        tracing::error!(
+            shard = self.shard_id,
+            records = records.len(),
+            "giving up on a batch after the maximum retries"
+        );
+        let body = json!({
+            "requestContext": { "condition": "RetryAttemptsExhausted", "approximateInvokeCount": self.options.max_retries + 1 },
+            "KinesisBatchInfo": {
+                "shardId": self.shard_id,
+                "startSequenceNumber": first.sequence_number(),
+                "endSequenceNumber": last.sequence_number(),
+                "batchSize": records.len(),
+                "streamArn": self.stream_arn(),
+            },
+        });
+        let sent = self
+            .hub
+            .sqs
+            .send_message()
+            .queue_url(&self.hub.analytics_failures_queue_url)
+            .message_body(body.to_string())
+            .send()
+            .await;
+        if let Err(error) = sent {
+            tracing::error!(error = %hub_shared::error::Chain(&error), "cannot report the abandoned batch");
+        }
+    }
+
+    fn stream_arn(&self) -> String {
+        format!(
+            "arn:aws:kinesis:local:000000000000:stream/{}",
+            self.hub.telemetry_stream
+        )
+    }
+
+    /// The event Lambda would pass: Kinesis records of this shard.
+    fn event(&self, records: &[Record]) -> Value {
+        let arn = self.stream_arn();
+        let records: Vec<Value> = records
+            .iter()
+            .map(|r| {
+                let arrival = r
+                    .approximate_arrival_timestamp()
+                    .map_or(0.0, |t| t.as_secs_f64());
+                json!({
+                    "kinesis": {
+                        "kinesisSchemaVersion": "1.0",
+                        "partitionKey": r.partition_key(),
+                        "sequenceNumber": r.sequence_number(),
+                        "data": BASE64.encode(r.data().as_ref()),
+                        "approximateArrivalTimestamp": arrival,
+                    },
+                    "eventSource": "aws:kinesis",
+                    "eventVersion": "1.0",
+                    "eventID": format!("{}:{}", self.shard_id, r.sequence_number()),
+                    "eventName": "aws:kinesis:record",
+                    "invokeIdentityArn": "arn:aws:iam::000000000000:role/local",
+                    "awsRegion": "local",
+                    "eventSourceARN": arn,
+                })
+            })
+            .collect();
+        json!({ "Records": records })
+    }
+}

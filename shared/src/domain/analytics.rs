@@ -1,0 +1,586 @@
+//! Stream analytics: tumbling-window aggregates per device and numeric field, the device state
+//! store, and rules that raise alerts and send commands.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::domain::command::AckMode;
+use crate::domain::device_id::DeviceId;
+use crate::domain::envelope::Properties;
+use crate::domain::timestamp::Timestamp;
+
+/// The length of a tumbling window, written `30s`, `1m`, `5m`, `1h`, `1d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WindowSize(Duration);
+
+impl WindowSize {
+    pub fn new(duration: Duration) -> Option<Self> {
+        (duration.as_secs() > 0 && duration.subsec_nanos() == 0).then_some(Self(duration))
+    }
+
+    pub fn millis(self) -> i64 {
+        i64::try_from(self.0.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// The window holding `at`: windows start at multiples of the size since the epoch.
+    pub fn start_of(self, at: Timestamp) -> i64 {
+        at.unix_millis().div_euclid(self.millis()) * self.millis()
+    }
+}
+
+impl fmt::Display for WindowSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0.as_secs();
+        for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+            if secs.is_multiple_of(size) {
+                return write!(f, "{}{unit}", secs / size);
+            }
+        }
+        write!(f, "{secs}s")
+    }
+}
+
+impl FromStr for WindowSize {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let value = value.trim();
+        let split = value
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(value.len());
+        let (number, unit) = value.split_at(split);
+        let number: u64 = number
+            .parse()
+            .map_err(|_| format!("window {value:?} must look like 30s, 1m, 1h or 1d"))?;
+        let seconds = match unit {
+            "s" => number,
+            "m" => number * 60,
+            "h" => number * 3_600,
+            "d" => number * 86_400,
+            _ => return Err(format!("window {value:?} must end in s, m, h or d")),
+        };
+        WindowSize::new(Duration::from_secs(seconds))
+            .ok_or_else(|| format!("window {value:?} must be positive"))
+    }
+}
+
+impl Serialize for WindowSize {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for WindowSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A value of a field at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Reading {
+    pub value: f64,
+    pub time: Timestamp,
+}
+
+/// Statistics of one field over one window.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FieldStats {
+    pub count: u64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+    pub first: Reading,
+    pub last: Reading,
+}
+
+impl FieldStats {
+    pub fn new(reading: Reading) -> Self {
+        Self {
+            count: 1,
+            sum: reading.value,
+            min: reading.value,
+            max: reading.value,
+            first: reading,
+            last: reading,
+        }
+    }
+
+    /// Adds a reading; readings may arrive out of order, first and last follow their times.
+    pub fn add(&mut self, reading: Reading) {
+        self.count += 1;
+        self.sum += reading.value;
+        self.min = self.min.min(reading.value);
+        self.max = self.max.max(reading.value);
+        if reading.time < self.first.time {
+            self.first = reading;
+        }
+        if reading.time >= self.last.time {
+            self.last = reading;
+        }
+    }
+
+    pub fn mean(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.sum / self.count as f64
+        }
+    }
+}
+
+/// One device's aggregates over one window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowAggregate {
+    pub device_id: DeviceId,
+    pub window: WindowSize,
+    /// Milliseconds since the epoch.
+    pub window_start: i64,
+    pub message_count: u64,
+    pub fields: BTreeMap<String, FieldStats>,
+}
+
+/// What the hub knows of a device from its telemetry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceState {
+    pub device_id: DeviceId,
+    pub message_count: u64,
+    pub last_message_time: Timestamp,
+    pub last_activity_time: Timestamp,
+    pub last_message_id: String,
+    pub last_values: BTreeMap<String, Reading>,
+}
+
+/// The numeric leaves of a JSON object, by dotted path (`{"a":{"b":1}}` gives `a.b`). Arrays,
+/// strings, booleans and nulls carry no numeric field; a body that is not a JSON object has none.
+pub fn numeric_fields(body: &[u8]) -> Vec<(String, f64)> {
+    fn walk(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, f64)>) {
+        match value {
+            serde_json::Value::Number(n) => {
+                if let Some(v) = n.as_f64().filter(|v| v.is_finite()) {
+                    out.push((prefix.to_owned(), v));
+                }
+            }
+            serde_json::Value::Object(map) => {
+                for (key, child) in map {
+                    let path = if prefix.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    walk(&path, child, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(value @ serde_json::Value::Object(_)) =
+        serde_json::from_slice::<serde_json::Value>(body)
+    {
+        walk("", &value, &mut out);
+    }
+    out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Operator {
+    #[serde(rename = ">")]
+    Greater,
+    #[serde(rename = ">=")]
+    GreaterOrEqual,
+    #[serde(rename = "<")]
+    Less,
+    #[serde(rename = "<=")]
+    LessOrEqual,
+    #[serde(rename = "==")]
+    Equal,
+    #[serde(rename = "!=")]
+    NotEqual,
+}
+
+impl Operator {
+    pub fn holds(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Operator::Greater => value > threshold,
+            Operator::GreaterOrEqual => value >= threshold,
+            Operator::Less => value < threshold,
+            Operator::LessOrEqual => value <= threshold,
+            Operator::Equal => value == threshold,
+            Operator::NotEqual => value != threshold,
+        }
+    }
+}
+
+/// What a rule's condition compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Aggregation {
+    /// Each reading as it arrives.
+    #[default]
+    Reading,
+    /// The mean of the field over the reading's window (of `window`).
+    WindowMean,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Condition {
+    pub field: String,
+    pub operator: Operator,
+    pub threshold: f64,
+    #[serde(default)]
+    pub aggregation: Aggregation,
+    /// The window of `windowMean`; one of the hub's configured windows.
+    #[serde(default)]
+    pub window: Option<WindowSize>,
+    /// How many consecutive readings must meet the condition before the rule fires.
+    #[serde(default = "one")]
+    pub consecutive: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Which devices a rule watches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeviceSelector {
+    #[serde(default)]
+    pub all: bool,
+    #[serde(default)]
+    pub ids: Vec<DeviceId>,
+}
+
+impl DeviceSelector {
+    pub fn matches(&self, device: &DeviceId) -> bool {
+        self.all || self.ids.contains(device)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AlertAction {
+    #[serde(default = "warning")]
+    pub severity: String,
+}
+
+fn warning() -> String {
+    "warning".into()
+}
+
+/// The command a rule sends to the device, through the `command-requests` queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CommandAction {
+    /// The message body, as text.
+    pub body: String,
+    #[serde(default)]
+    pub properties: Properties,
+    #[serde(default)]
+    pub ack: AckMode,
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RuleActions {
+    #[serde(default)]
+    pub alert: Option<AlertAction>,
+    #[serde(default)]
+    pub command: Option<CommandAction>,
+}
+
+/// A rule, as the rules API takes and gives it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rule {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    pub devices: DeviceSelector,
+    pub condition: Condition,
+    /// Minimum time between two commands of this rule to one device.
+    #[serde(default = "default_cooldown")]
+    pub cooldown_seconds: u64,
+    pub actions: RuleActions,
+    /// Changes on every update (for If-Match).
+    #[serde(default)]
+    pub etag: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_cooldown() -> u64 {
+    300
+}
+
+pub const MAX_RULE_ID_LEN: usize = 64;
+
+impl Rule {
+    /// Checks a rule against the hub's configured windows; the message says what is wrong.
+    pub fn validate(&self, windows: &[WindowSize]) -> Result<(), String> {
+        if self.id.is_empty()
+            || self.id.len() > MAX_RULE_ID_LEN
+            || !self
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
+            return Err(format!(
+                "rule id must be 1 to {MAX_RULE_ID_LEN} characters of letters, digits, '-', '_' and '.'"
+            ));
+        }
+        if !self.devices.all && self.devices.ids.is_empty() {
+            return Err("devices must be {\"all\": true} or list ids".into());
+        }
+        let condition = &self.condition;
+        if condition.field.is_empty() {
+            return Err(
+                "condition.field must name a numeric field (dotted path for nested fields)".into(),
+            );
+        }
+        if !condition.threshold.is_finite() {
+            return Err("condition.threshold must be a finite number".into());
+        }
+        if condition.consecutive == 0 || condition.consecutive > 1000 {
+            return Err("condition.consecutive must be from 1 to 1000".into());
+        }
+        match (condition.aggregation, condition.window) {
+            (Aggregation::WindowMean, None) => {
+                return Err("a windowMean condition needs a window".into());
+            }
+            (Aggregation::WindowMean, Some(window)) if !windows.contains(&window) => {
+                let known: Vec<String> = windows.iter().map(ToString::to_string).collect();
+                return Err(format!(
+                    "window {window} is not aggregated by this hub (it aggregates {})",
+                    known.join(", ")
+                ));
+            }
+            _ => {}
+        }
+        if self.actions.alert.is_none() && self.actions.command.is_none() {
+            return Err("actions must raise an alert, send a command, or both".into());
+        }
+        if let Some(command) = &self.actions.command
+            && command.body.len() > crate::domain::command::MAX_COMMAND_BYTES
+        {
+            return Err("the command body is larger than 64 KB".into());
+        }
+        Ok(())
+    }
+}
+
+/// A rule's state for one device: the alert it raised, and what cooldown and consecutive counts
+/// need to remember.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alert {
+    pub rule_id: String,
+    pub device_id: DeviceId,
+    pub active: bool,
+    pub severity: Option<String>,
+    pub field: String,
+    pub raised_at: Option<Timestamp>,
+    pub cleared_at: Option<Timestamp>,
+    pub last_value: Option<f64>,
+    pub last_evaluated_at: Option<Timestamp>,
+    pub consecutive: u32,
+    pub last_command_at: Option<Timestamp>,
+    pub raise_count: u64,
+}
+
+impl Alert {
+    pub fn new(rule_id: &str, device_id: &DeviceId, field: &str) -> Self {
+        Self {
+            rule_id: rule_id.to_owned(),
+            device_id: device_id.clone(),
+            active: false,
+            severity: None,
+            field: field.to_owned(),
+            raised_at: None,
+            cleared_at: None,
+            last_value: None,
+            last_evaluated_at: None,
+            consecutive: 0,
+            last_command_at: None,
+            raise_count: 0,
+        }
+    }
+
+    /// `<rule id>/<device id>` (rule ids cannot contain `/`).
+    pub fn id(&self) -> String {
+        alert_id(&self.rule_id, &self.device_id)
+    }
+}
+
+pub fn alert_id(rule_id: &str, device_id: &DeviceId) -> String {
+    format!("{rule_id}/{device_id}")
+}
+
+/// A stable id derived from its parts (hex SHA-256): the same inputs always give the same id, so
+/// effects recomputed when a batch is processed again carry the ids they had the first time.
+pub fn derived_id(parts: &[&str]) -> String {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    for part in parts {
+        hasher.update(part.as_bytes());
+        hasher.update([0u8]);
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What the alerts queue receives when an alert is raised or cleared. `eventId` is derived from
+/// the rule, the device and the message that caused it, so a reprocessed batch produces the same
+/// id: integrations deduplicate on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertEvent {
+    pub event_id: String,
+    pub kind: AlertEventKind,
+    pub rule_id: String,
+    pub device_id: String,
+    pub field: String,
+    pub value: f64,
+    pub severity: Option<String>,
+    pub at: Timestamp,
+    pub hub_message_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertEventKind {
+    Raised,
+    Cleared,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_sizes_parse_and_print() {
+        for (text, secs) in [
+            ("30s", 30),
+            ("1m", 60),
+            ("5m", 300),
+            ("1h", 3600),
+            ("1d", 86_400),
+            ("90s", 90),
+        ] {
+            let size: WindowSize = text.parse().unwrap();
+            assert_eq!(size.millis(), secs * 1000);
+            assert_eq!(size.to_string(), if text == "90s" { "90s" } else { text });
+        }
+        assert_eq!("120s".parse::<WindowSize>().unwrap().to_string(), "2m");
+        for bad in ["", "m", "0m", "1w", "-1m", "1.5m"] {
+            assert!(bad.parse::<WindowSize>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn windows_are_aligned_to_the_epoch() {
+        let minute: WindowSize = "1m".parse().unwrap();
+        let at = Timestamp::from_unix_millis(125_500).unwrap();
+        assert_eq!(minute.start_of(at), 120_000);
+        assert_eq!(
+            minute.start_of(Timestamp::from_unix_millis(120_000).unwrap()),
+            120_000
+        );
+    }
+
+    #[test]
+    fn stats_follow_reading_times_not_arrival_order() {
+        let t = |ms| Timestamp::from_unix_millis(ms).unwrap();
+        let mut stats = FieldStats::new(Reading {
+            value: 5.0,
+            time: t(2000),
+        });
+        stats.add(Reading {
+            value: 1.0,
+            time: t(1000),
+        });
+        stats.add(Reading {
+            value: 9.0,
+            time: t(3000),
+        });
+        assert_eq!(
+            (stats.count, stats.sum, stats.min, stats.max),
+            (3, 15.0, 1.0, 9.0)
+        );
+        assert_eq!((stats.first.value, stats.last.value), (1.0, 9.0));
+        assert_eq!(stats.mean(), 5.0);
+    }
+
+    #[test]
+    fn numeric_fields_flatten_nested_objects() {
+        let fields = numeric_fields(br#"{"temperature":21.5,"env":{"humidity":40,"ok":true,"tag":"x"},"list":[1,2],"n":null}"#);
+        assert_eq!(
+            fields,
+            vec![
+                ("env.humidity".to_owned(), 40.0),
+                ("temperature".to_owned(), 21.5)
+            ]
+        );
+        assert!(numeric_fields(b"not json").is_empty());
+        assert!(numeric_fields(b"[1,2]").is_empty());
+        assert!(numeric_fields(b"42").is_empty());
+    }
+
+    fn rule(json: &str) -> Rule {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn rules_are_validated() {
+        let windows: Vec<WindowSize> = vec!["1m".parse().unwrap()];
+        let ok = rule(
+            r#"{"id":"hot","devices":{"all":true},"condition":{"field":"temperature","operator":">","threshold":30},
+                "actions":{"command":{"body":"fan on"}}}"#,
+        );
+        assert_eq!(ok.validate(&windows), Ok(()));
+        assert_eq!(
+            (ok.cooldown_seconds, ok.condition.consecutive, ok.enabled),
+            (300, 1, true)
+        );
+        let bad = [
+            r#"{"id":"a/b","devices":{"all":true},"condition":{"field":"t","operator":">","threshold":1},"actions":{"alert":{}}}"#,
+            r#"{"id":"r","devices":{},"condition":{"field":"t","operator":">","threshold":1},"actions":{"alert":{}}}"#,
+            r#"{"id":"r","devices":{"all":true},"condition":{"field":"t","operator":">","threshold":1},"actions":{}}"#,
+            r#"{"id":"r","devices":{"all":true},"condition":{"field":"t","operator":">","threshold":1,"aggregation":"windowMean"},"actions":{"alert":{}}}"#,
+            r#"{"id":"r","devices":{"all":true},"condition":{"field":"t","operator":">","threshold":1,"aggregation":"windowMean","window":"1h"},"actions":{"alert":{}}}"#,
+            r#"{"id":"r","devices":{"all":true},"condition":{"field":"t","operator":">","threshold":1,"consecutive":0},"actions":{"alert":{}}}"#,
+        ];
+        for json in bad {
+            assert!(rule(json).validate(&windows).is_err(), "{json}");
+        }
+        assert!(serde_json::from_str::<Rule>(r#"{"id":"r","devices":{"all":true},"condition":{"field":"t","operator":"~","threshold":1},"actions":{}}"#).is_err());
+    }
+
+    #[test]
+    fn operators_compare() {
+        assert!(Operator::Greater.holds(2.0, 1.0) && !Operator::Greater.holds(1.0, 1.0));
+        assert!(Operator::GreaterOrEqual.holds(1.0, 1.0));
+        assert!(Operator::Less.holds(0.0, 1.0) && Operator::LessOrEqual.holds(1.0, 1.0));
+        assert!(Operator::Equal.holds(1.0, 1.0) && Operator::NotEqual.holds(1.0, 2.0));
+    }
+}

@@ -1,0 +1,117 @@
+//! Ports of the analytics path: its state (aggregates, device states, alerts, checkpoints), the
+//! rules, and plain outgoing queues.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use crate::domain::analytics::{Alert, DeviceState, Rule, WindowAggregate, WindowSize};
+use crate::domain::device_id::DeviceId;
+use crate::ports::StoreError;
+
+/// One item of analytics state.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StateKey {
+    Device(DeviceId),
+    Aggregate {
+        device: DeviceId,
+        window: WindowSize,
+        start: i64,
+    },
+    Alert {
+        rule_id: String,
+        device: DeviceId,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StateItem {
+    Device(DeviceState),
+    Aggregate(WindowAggregate),
+    Alert(Alert),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitOutcome {
+    Committed,
+    /// The shard's checkpoint is not where this batch expected it: another processor moved it.
+    CheckpointMoved,
+}
+
+/// Analytics state. Writes are committed together with the shard checkpoint, atomically.
+pub trait AnalyticsStore: Send + Sync {
+    /// The last sequence number applied for a shard.
+    fn checkpoint(
+        &self,
+        shard: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// The stored items among `keys` (absent keys are simply missing from the answer).
+    fn load(
+        &self,
+        keys: &[StateKey],
+    ) -> impl Future<Output = Result<HashMap<StateKey, StateItem>, StoreError>> + Send;
+
+    /// Writes `items` and moves the shard checkpoint from `expected` to `checkpoint`, in one
+    /// transaction (at most 99 items).
+    fn commit(
+        &self,
+        shard: &str,
+        expected: Option<&str>,
+        checkpoint: &str,
+        items: &[StateItem],
+    ) -> impl Future<Output = Result<CommitOutcome, StoreError>> + Send;
+
+    /// A device's aggregates of one window size whose windows start within `[from, to]` (ms).
+    fn aggregates(
+        &self,
+        device: &DeviceId,
+        window: WindowSize,
+        from: i64,
+        to: i64,
+    ) -> impl Future<Output = Result<Vec<WindowAggregate>, StoreError>> + Send;
+
+    fn device_state(
+        &self,
+        device: &DeviceId,
+    ) -> impl Future<Output = Result<Option<DeviceState>, StoreError>> + Send;
+
+    /// Alerts, the active ones only if asked (at most `limit`).
+    fn alerts(
+        &self,
+        active_only: bool,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Alert>, StoreError>> + Send;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleWrite {
+    Written,
+    /// `If-Match` named another version.
+    EtagMismatch,
+    NotFound,
+}
+
+/// The rules (DynamoDB).
+pub trait RuleStore: Send + Sync {
+    fn list(&self) -> impl Future<Output = Result<Vec<Rule>, StoreError>> + Send;
+    fn get(&self, id: &str) -> impl Future<Output = Result<Option<Rule>, StoreError>> + Send;
+    /// Creates or replaces a rule. With `if_match`, only if the stored rule has that etag;
+    /// with `create_only`, only if there is none.
+    fn put(
+        &self,
+        rule: &Rule,
+        if_match: Option<&str>,
+        create_only: bool,
+    ) -> impl Future<Output = Result<RuleWrite, StoreError>> + Send;
+    fn delete(
+        &self,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> impl Future<Output = Result<RuleWrite, StoreError>> + Send;
+}
+
+/// A queue taking JSON messages (SQS).
+pub trait QueueSender: Send + Sync {
+    /// Sends every body or fails (batched as the queue allows).
+    fn send_all(&self, bodies: &[String]) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

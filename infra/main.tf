@@ -5,12 +5,14 @@ data "aws_region" "current" {}
 locals {
   # One map drives the routes and which function serves them; shared/src/routes.rs holds the same
   # table and a unit test keeps them equal.
-  routes = jsondecode(file("${path.module}/routes.json"))
+  route_table = jsondecode(file("${path.module}/routes.json"))
+  routes      = local.route_table.routes
 
   # Azure IoT Hub's built-in shared access policies and their rights.
   built_in_policies = {
     iothubowner       = "RegistryRead, RegistryWrite, ServiceConnect, DeviceConnect"
     service           = "ServiceConnect"
+    device            = "DeviceConnect"
     registryRead      = "RegistryRead"
     registryReadWrite = "RegistryRead, RegistryWrite"
   }
@@ -26,8 +28,45 @@ locals {
 # DynamoDB encrypts every table at rest with an AWS-owned key; a KMS key would add cost and
 # latency without changing who can read the data (IAM decides that).
 
+# Besides one item per device, the registry table holds `/statistics` (device counts kept in the
+# same transactions as the changes) and `/outbox/<eventId>` (lifecycle events written with the
+# change they describe, deleted once published; the sparse `outbox` index finds leftovers).
 resource "aws_dynamodb_table" "registry" {
   name                        = "${var.name_prefix}-registry"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "deviceId"
+  deletion_protection_enabled = var.deletion_protection
+
+  attribute {
+    name = "deviceId"
+    type = "S"
+  }
+
+  attribute {
+    name = "outboxShard"
+    type = "S"
+  }
+
+  attribute {
+    name = "createdAt"
+    type = "N"
+  }
+
+  global_secondary_index {
+    name            = "outbox"
+    hash_key        = "outboxShard"
+    range_key       = "createdAt"
+    projection_type = "ALL"
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+}
+
+# One twin per device, deleted with the device; `version` makes every write conditional.
+resource "aws_dynamodb_table" "twins" {
+  name                        = "${var.name_prefix}-twins"
   billing_mode                = "PAY_PER_REQUEST"
   hash_key                    = "deviceId"
   deletion_protection_enabled = var.deletion_protection
@@ -40,6 +79,12 @@ resource "aws_dynamodb_table" "registry" {
   point_in_time_recovery {
     enabled = true
   }
+}
+
+# Device lifecycle events (createDeviceIdentity, deleteDeviceIdentity) for integrations.
+module "registry_events" {
+  source = "./modules/queue"
+  name   = "${var.name_prefix}-registry-events"
 }
 
 resource "aws_dynamodb_table" "policies" {
@@ -129,12 +174,32 @@ module "registry" {
   timeout_seconds    = var.lambda_timeout_seconds
   log_retention_days = var.log_retention_days
   environment = merge(local.common_environment, {
-    HUB_REGISTRY_TABLE = aws_dynamodb_table.registry.name
+    HUB_REGISTRY_TABLE            = aws_dynamodb_table.registry.name
+    HUB_TWINS_TABLE               = aws_dynamodb_table.twins.name
+    HUB_POLICIES_TABLE            = aws_dynamodb_table.policies.name
+    HUB_REGISTRY_EVENTS_QUEUE_URL = module.registry_events.url
   })
   policy_statements = {
     ManageDevices = {
-      actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"]
+      actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Scan"]
       resources = [aws_dynamodb_table.registry.arn]
+    }
+    Outbox = {
+      actions   = ["dynamodb:Query"]
+      resources = ["${aws_dynamodb_table.registry.arn}/index/outbox"]
+    }
+    # A device's deletion removes its twin in the same transaction.
+    Twins = {
+      actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"]
+      resources = [aws_dynamodb_table.twins.arn]
+    }
+    Policies = {
+      actions   = ["dynamodb:GetItem", "dynamodb:Scan", "dynamodb:UpdateItem"]
+      resources = [aws_dynamodb_table.policies.arn]
+    }
+    LifecycleEvents = {
+      actions   = ["sqs:SendMessage"]
+      resources = [module.registry_events.arn]
     }
   }
 }
@@ -151,11 +216,17 @@ module "ingest" {
   log_retention_days = var.log_retention_days
   environment = merge(local.common_environment, {
     HUB_TELEMETRY_STREAM = aws_kinesis_stream.telemetry.name
+    HUB_REGISTRY_TABLE   = aws_dynamodb_table.registry.name
   })
   policy_statements = {
     PutTelemetry = {
       actions   = ["kinesis:PutRecords"]
       resources = [aws_kinesis_stream.telemetry.arn]
+    }
+    # lastActivityTime, at most once a minute per device.
+    RecordActivity = {
+      actions   = ["dynamodb:UpdateItem"]
+      resources = [aws_dynamodb_table.registry.arn]
     }
   }
 }
@@ -304,7 +375,7 @@ resource "aws_cloudwatch_event_rule" "sweep" {
   count = var.deploy_compute ? 1 : 0
 
   name                = "${var.name_prefix}-c2d-sweep"
-  description         = "Expires cloud-to-device messages and finishes interrupted settlements."
+  description         = "Expires cloud-to-device messages, finishes interrupted settlements, publishes left-over lifecycle events."
   schedule_expression = "rate(1 minute)"
 }
 
@@ -313,6 +384,23 @@ resource "aws_cloudwatch_event_target" "sweep" {
 
   rule = aws_cloudwatch_event_rule.sweep[0].name
   arn  = module.commands.function_arn
+}
+
+resource "aws_cloudwatch_event_target" "registry_sweep" {
+  count = var.deploy_compute ? 1 : 0
+
+  rule = aws_cloudwatch_event_rule.sweep[0].name
+  arn  = module.registry.function_arn
+}
+
+resource "aws_lambda_permission" "registry_sweep" {
+  count = var.deploy_compute ? 1 : 0
+
+  statement_id  = "sweep-schedule"
+  action        = "lambda:InvokeFunction"
+  function_name = module.registry.function_name
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.sweep[0].arn
 }
 
 resource "aws_lambda_permission" "sweep" {
@@ -495,6 +583,7 @@ module "http_api" {
 
   name                   = "${var.name_prefix}-api"
   routes                 = local.routes
+  public_routes          = local.route_table.public
   log_retention_days     = var.log_retention_days
   throttling_burst_limit = var.api_throttling_burst_limit
   throttling_rate_limit  = var.api_throttling_rate_limit

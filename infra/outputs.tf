@@ -23,6 +23,16 @@ output "policies_table_name" {
   value       = aws_dynamodb_table.policies.name
 }
 
+output "twins_table_name" {
+  description = "DynamoDB table of device twins."
+  value       = aws_dynamodb_table.twins.name
+}
+
+output "registry_events_queue_url" {
+  description = "SQS queue of device lifecycle events (createDeviceIdentity, deleteDeviceIdentity)."
+  value       = module.registry_events.url
+}
+
 output "telemetry_stream_name" {
   description = "Kinesis stream receiving device telemetry (partition key = device id)."
   value       = aws_kinesis_stream.telemetry.name

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use hub_shared::routes::{PathParams, Route, match_request};
+use hub_shared::routes::{Access, PathParams, Route, match_request};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
@@ -52,38 +52,40 @@ pub async fn serve(hub: &Arc<Hub>, request: IncomingRequest) -> Response {
     let Some((route, params)) = match_request(request.method.as_str(), path) else {
         return gateway_error(StatusCode::NOT_FOUND, "Not Found");
     };
-    // The identity source: without it API Gateway answers 401 without calling the authorizer.
-    let Some(authorization) = request
-        .headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-    else {
-        return gateway_error(StatusCode::UNAUTHORIZED, "Unauthorized");
-    };
-
     let request_id = uuid::Uuid::new_v4().to_string();
     let base = base_event(&request, route, &params, &request_id);
-
-    let mut authorizer_event = base.clone();
-    authorizer_event.insert("type".into(), json!("REQUEST"));
-    authorizer_event.insert(
-        "routeArn".into(),
-        json!(format!(
-            "arn:aws:execute-api:local:{ACCOUNT_ID}:{API_ID}/{STAGE}/{}{}",
-            request.method, path
-        )),
-    );
-    authorizer_event.insert("identitySource".into(), json!([authorization]));
-    let verdict = match hub.authorize(Value::Object(authorizer_event)).await {
-        Ok(verdict) => verdict,
-        Err(error) => {
-            tracing::error!(%error, "authorizer failed");
-            return gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+    let mut context = serde_json::Map::new();
+    if route.access != Access::Public {
+        // The identity source: without it API Gateway answers 401 without calling the authorizer.
+        let Some(authorization) = request
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+        else {
+            return gateway_error(StatusCode::UNAUTHORIZED, "Unauthorized");
+        };
+        let mut authorizer_event = base.clone();
+        authorizer_event.insert("type".into(), json!("REQUEST"));
+        authorizer_event.insert(
+            "routeArn".into(),
+            json!(format!(
+                "arn:aws:execute-api:local:{ACCOUNT_ID}:{API_ID}/{STAGE}/{}{}",
+                request.method, path
+            )),
+        );
+        authorizer_event.insert("identitySource".into(), json!([authorization]));
+        let verdict = match hub.authorize(Value::Object(authorizer_event)).await {
+            Ok(verdict) => verdict,
+            Err(error) => {
+                tracing::error!(%error, "authorizer failed");
+                return gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+            }
+        };
+        if !verdict.is_authorized {
+            return gateway_error(StatusCode::FORBIDDEN, "Forbidden");
         }
-    };
-    if !verdict.is_authorized {
-        return gateway_error(StatusCode::FORBIDDEN, "Forbidden");
+        context = verdict.context.into_iter().collect();
     }
 
     let mut event = base;
@@ -92,8 +94,10 @@ pub async fn serve(hub: &Arc<Hub>, request: IncomingRequest) -> Response {
         event.insert("body".into(), json!(body));
     }
     event.insert("isBase64Encoded".into(), json!(is_base64));
-    if let Some(Value::Object(context)) = event.get_mut("requestContext") {
-        context.insert("authorizer".into(), json!({ "lambda": verdict.context }));
+    if let (Some(Value::Object(request_context)), false) =
+        (event.get_mut("requestContext"), context.is_empty())
+    {
+        request_context.insert("authorizer".into(), json!({ "lambda": context }));
     }
     let event = Value::Object(event);
     if serde_json::to_vec(&event).map_or(0, |bytes| bytes.len()) > MAX_EVENT_BYTES {

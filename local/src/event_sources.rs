@@ -50,7 +50,12 @@ async fn sweep(hub: Arc<Hub>, every: Duration) {
         ticker.tick().await;
         let event =
             json!({ "detail-type": "Scheduled Event", "source": "aws.events", "detail": {} });
-        if let Err(error) = hub.invoke_commands(event).await {
+        // EventBridge invokes both targets of the schedule rule.
+        let (commands, registry) = tokio::join!(
+            hub.invoke_commands(event.clone()),
+            hub.invoke_registry(event)
+        );
+        for error in [commands.err(), registry.err()].into_iter().flatten() {
             tracing::error!(%error, "sweep invocation failed");
         }
     }

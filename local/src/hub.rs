@@ -13,7 +13,7 @@ use hub_ingest::{IngestConfig, IngestHandler};
 use hub_registry::{RegistryConfig, RegistryHandler};
 use hub_shared::aws::{
     DynamoDbAnalyticsStore, DynamoDbCommandStore, DynamoDbDeviceRegistry, DynamoDbPolicyStore,
-    DynamoDbRuleStore, KinesisRecordSink, SqsQueue,
+    DynamoDbRuleStore, DynamoDbTwinStore, KinesisRecordSink, SqsQueue,
 };
 use hub_shared::config::{ConfigError, Env, vars};
 use hub_shared::routes::Function;
@@ -22,13 +22,16 @@ use serde::Serialize;
 use crate::metrics::{CallCounter, Instrumentation};
 use serde::de::DeserializeOwned;
 
-pub type CommandsService = CommandsHandler<DynamoDbCommandStore, SqsQueue, SqsQueue>;
+pub type CommandsService =
+    CommandsHandler<DynamoDbCommandStore, SqsQueue, SqsQueue, DynamoDbDeviceRegistry>;
+pub type RegistryService =
+    RegistryHandler<DynamoDbDeviceRegistry, DynamoDbTwinStore, DynamoDbPolicyStore, SqsQueue>;
 pub type AnalyticsService = AnalyticsHandler<DynamoDbAnalyticsStore, DynamoDbRuleStore, SqsQueue>;
 
 pub struct Hub {
     pub authorizer: Authorizer<DynamoDbDeviceRegistry, DynamoDbPolicyStore>,
-    pub registry: RegistryHandler<DynamoDbDeviceRegistry>,
-    pub ingest: IngestHandler<KinesisRecordSink>,
+    pub registry: RegistryService,
+    pub ingest: IngestHandler<KinesisRecordSink, DynamoDbDeviceRegistry>,
     pub commands: CommandsService,
     pub analytics: AnalyticsService,
     /// Where the emulated Kinesis event source mapping reports batches it gave up on.
@@ -105,6 +108,7 @@ impl Hub {
                 commands_config.policy,
             ),
             SqsQueue::new(sqs.clone(), &commands_config.requests_dead_letter_queue_url),
+            DynamoDbDeviceRegistry::new(dynamodb.clone(), &commands_config.registry_table),
         );
         let analytics = AnalyticsHandler::new(
             analytics_config.windows.clone(),
@@ -133,13 +137,18 @@ impl Hub {
                 &authorizer_config.host_name,
                 authorizer_config.clock_skew,
             ),
-            registry: RegistryHandler::new(DynamoDbDeviceRegistry::new(
-                dynamodb,
-                &registry_config.registry_table,
-            )),
+            registry: RegistryHandler::new(
+                DynamoDbDeviceRegistry::new(dynamodb.clone(), &registry_config.registry_table)
+                    .with_twins_table(&registry_config.twins_table),
+                DynamoDbTwinStore::new(dynamodb.clone(), &registry_config.twins_table),
+                DynamoDbPolicyStore::new(dynamodb.clone(), &registry_config.policies_table),
+                SqsQueue::new(sqs.clone(), &registry_config.registry_events_queue_url),
+                &registry_config.host_name,
+            ),
             ingest: IngestHandler::new(
                 KinesisRecordSink::new(kinesis.clone(), &ingest_config.telemetry_stream),
                 ingest_config.retry,
+                DynamoDbDeviceRegistry::new(dynamodb, &ingest_config.registry_table),
             ),
             commands,
             analytics,
@@ -176,8 +185,10 @@ impl Hub {
     ) -> Result<ApiGatewayV2httpResponse, InvokeError> {
         match function {
             Function::Registry => {
-                invoke(self, event, |hub, event: ApiGatewayV2httpRequest| async move { hub.registry.handle(&event).await })
-                    .await
+                invoke(self, event, |hub, event: ApiGatewayV2httpRequest| async move {
+                    hub.registry.handle_http(&event).await
+                })
+                .await
             }
             Function::Ingest => {
                 invoke(self, event, |hub, event: ApiGatewayV2httpRequest| async move { hub.ingest.handle(&event).await })
@@ -245,6 +256,18 @@ impl Hub {
                 }
             }
         }
+        Ok(response)
+    }
+
+    /// Invokes the `registry` function with a non-HTTP event (the scheduled outbox sweep).
+    pub async fn invoke_registry(
+        self: &Arc<Self>,
+        event: serde_json::Value,
+    ) -> Result<serde_json::Value, InvokeError> {
+        let hub = Arc::clone(self);
+        let response = tokio::spawn(async move { hub.registry.handle(event).await })
+            .await
+            .map_err(|_| InvokeError::Panicked)??;
         Ok(response)
     }
 

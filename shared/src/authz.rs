@@ -65,6 +65,19 @@ pub fn check_access(
                 "this route needs a shared access policy token with {permission}; device tokens are not accepted"
             )))
         }
+        (Access::Owner, Principal::Service { policy, rights }) => {
+            if Permission::ALL.iter().all(|p| rights.contains(*p)) {
+                Ok(())
+            } else {
+                Err(ApiError::unauthorized(format!(
+                    "policy {policy} lacks permissions this route needs (all four, as iothubowner has)"
+                )))
+            }
+        }
+        (Access::Owner, Principal::Device { .. }) => Err(ApiError::unauthorized(
+            "this route needs the hub owner's policy token; device tokens are not accepted",
+        )),
+        (Access::Public, _) => Ok(()),
     }
 }
 

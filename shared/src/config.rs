@@ -13,6 +13,9 @@ pub mod vars {
     pub const REGISTRY_TABLE: &str = "HUB_REGISTRY_TABLE";
     pub const POLICIES_TABLE: &str = "HUB_POLICIES_TABLE";
     pub const TELEMETRY_STREAM: &str = "HUB_TELEMETRY_STREAM";
+    pub const TWINS_TABLE: &str = "HUB_TWINS_TABLE";
+    /// Where device lifecycle events (createDeviceIdentity, deleteDeviceIdentity) go.
+    pub const REGISTRY_EVENTS_QUEUE_URL: &str = "HUB_REGISTRY_EVENTS_QUEUE_URL";
     /// Seconds of clock difference tolerated when checking SAS expiry.
     pub const SAS_CLOCK_SKEW_SECONDS: &str = "HUB_SAS_CLOCK_SKEW_SECONDS";
     /// Attempts for storing telemetry before the device gets a 503.

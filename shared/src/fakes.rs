@@ -8,7 +8,7 @@ use crate::domain::device::Device;
 use crate::domain::device_id::DeviceId;
 use crate::domain::policy::AccessPolicy;
 use crate::ports::{
-    CreateOutcome, DeleteOutcome, DeviceRegistry, IfMatch, PolicyStore, RecordFailure, RecordSink,
+    CreateOutcome, DeleteOutcome, DeviceRegistry, PolicyStore, RecordFailure, RecordSink,
     StoreError, StreamRecord,
 };
 
@@ -21,6 +21,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Default)]
 pub struct InMemoryRegistry {
     devices: Mutex<BTreeMap<DeviceId, Device>>,
+    outbox: Mutex<Vec<crate::domain::registry::LifecycleEvent>>,
     /// When set, every call fails as if the store were down.
     pub unavailable: std::sync::atomic::AtomicBool,
 }
@@ -34,6 +35,11 @@ impl InMemoryRegistry {
 
     pub fn snapshot(&self) -> Vec<Device> {
         lock(&self.devices).values().cloned().collect()
+    }
+
+    /// Lifecycle events not yet removed from the outbox.
+    pub fn outbox(&self) -> Vec<crate::domain::registry::LifecycleEvent> {
+        lock(&self.outbox).clone()
     }
 
     fn check(&self) -> Result<(), StoreError> {
@@ -53,33 +59,173 @@ impl DeviceRegistry for InMemoryRegistry {
         Ok(lock(&self.devices).get(id).cloned())
     }
 
-    async fn create_device(&self, device: &Device) -> Result<CreateOutcome, StoreError> {
+    async fn create_device(
+        &self,
+        device: &Device,
+        event: &crate::domain::registry::LifecycleEvent,
+    ) -> Result<CreateOutcome, StoreError> {
         self.check()?;
         let mut devices = lock(&self.devices);
         if devices.contains_key(&device.device_id) {
             return Ok(CreateOutcome::AlreadyExists);
         }
         devices.insert(device.device_id.clone(), device.clone());
+        lock(&self.outbox).push(event.clone());
         Ok(CreateOutcome::Created)
+    }
+
+    async fn update_device(
+        &self,
+        device: &Device,
+        expected_etag: &str,
+        _previous_status: crate::domain::device::DeviceStatus,
+    ) -> Result<crate::ports::UpdateOutcome, StoreError> {
+        use crate::ports::UpdateOutcome;
+        self.check()?;
+        let mut devices = lock(&self.devices);
+        match devices.get_mut(&device.device_id) {
+            None => Ok(UpdateOutcome::NotFound),
+            Some(stored) if stored.etag != expected_etag => Ok(UpdateOutcome::EtagMismatch),
+            Some(stored) => {
+                let (c2d, activity) = (
+                    stored.cloud_to_device_message_count,
+                    stored.last_activity_time,
+                );
+                *stored = device.clone();
+                stored.cloud_to_device_message_count = c2d;
+                stored.last_activity_time = activity;
+                Ok(UpdateOutcome::Updated)
+            }
+        }
     }
 
     async fn delete_device(
         &self,
-        id: &DeviceId,
-        condition: &IfMatch,
+        device: &Device,
+        expected_etag: &str,
+        event: &crate::domain::registry::LifecycleEvent,
     ) -> Result<DeleteOutcome, StoreError> {
         self.check()?;
         let mut devices = lock(&self.devices);
-        match (devices.get(id), condition) {
-            (None, _) => Ok(DeleteOutcome::NotFound),
-            (Some(device), IfMatch::Etag(etag)) if device.etag != *etag => {
-                Ok(DeleteOutcome::EtagMismatch)
-            }
-            (Some(_), _) => {
-                devices.remove(id);
+        match devices.get(&device.device_id) {
+            None => Ok(DeleteOutcome::NotFound),
+            Some(stored) if stored.etag != expected_etag => Ok(DeleteOutcome::EtagMismatch),
+            Some(_) => {
+                devices.remove(&device.device_id);
+                lock(&self.outbox).push(event.clone());
                 Ok(DeleteOutcome::Deleted)
             }
         }
+    }
+
+    async fn list_devices(
+        &self,
+        limit: usize,
+        after: Option<&DeviceId>,
+    ) -> Result<crate::ports::DevicePage, StoreError> {
+        self.check()?;
+        let devices = lock(&self.devices);
+        let page: Vec<Device> = devices
+            .values()
+            .filter(|d| after.is_none_or(|a| d.device_id > *a))
+            .take(limit)
+            .cloned()
+            .collect();
+        let more = page
+            .last()
+            .is_some_and(|last| devices.keys().any(|id| id > &last.device_id));
+        let more_after = if more {
+            page.last().map(|d| d.device_id.clone())
+        } else {
+            None
+        };
+        Ok(crate::ports::DevicePage {
+            devices: page,
+            more_after,
+        })
+    }
+
+    async fn statistics(&self) -> Result<crate::domain::registry::RegistryStatistics, StoreError> {
+        self.check()?;
+        let devices = lock(&self.devices);
+        let enabled = devices.values().filter(|d| d.is_enabled()).count() as u64;
+        Ok(crate::domain::registry::RegistryStatistics {
+            total_device_count: devices.len() as u64,
+            enabled_device_count: enabled,
+            disabled_device_count: devices.len() as u64 - enabled,
+        })
+    }
+
+    async fn pending_events(
+        &self,
+        _older_than: crate::domain::timestamp::Timestamp,
+        limit: usize,
+    ) -> Result<Vec<crate::domain::registry::LifecycleEvent>, StoreError> {
+        Ok(lock(&self.outbox).iter().take(limit).cloned().collect())
+    }
+
+    async fn remove_event(&self, event_id: &str) -> Result<(), StoreError> {
+        lock(&self.outbox).retain(|e| e.event_id != event_id);
+        Ok(())
+    }
+}
+
+impl crate::ports::ActivityRecorder for InMemoryRegistry {
+    async fn touch(
+        &self,
+        id: &DeviceId,
+        generation_id: &str,
+        at: crate::domain::timestamp::Timestamp,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        if let Some(device) = lock(&self.devices)
+            .get_mut(id)
+            .filter(|d| d.generation_id == generation_id)
+        {
+            device.last_activity_time = at;
+        }
+        Ok(())
+    }
+}
+
+/// Twins with the same conditional semantics as the DynamoDB adapter.
+#[derive(Default)]
+pub struct InMemoryTwins {
+    twins: Mutex<BTreeMap<DeviceId, crate::domain::twin::Twin>>,
+    pub writes: std::sync::atomic::AtomicUsize,
+}
+
+impl crate::ports::TwinStore for InMemoryTwins {
+    async fn get_twin(
+        &self,
+        id: &DeviceId,
+    ) -> Result<Option<crate::domain::twin::Twin>, StoreError> {
+        Ok(lock(&self.twins).get(id).cloned())
+    }
+
+    async fn put_twin(
+        &self,
+        id: &DeviceId,
+        twin: &crate::domain::twin::Twin,
+        expected: Option<(u64, &str)>,
+    ) -> Result<crate::ports::TwinWrite, StoreError> {
+        use crate::ports::TwinWrite;
+        let mut twins = lock(&self.twins);
+        let ok = match (twins.get(id), expected) {
+            (Some(stored), Some((version, generation))) => {
+                stored.version == version && stored.generation_id == generation
+            }
+            (Some(stored), None) => stored.generation_id != twin.generation_id,
+            (None, None) => true,
+            (None, Some(_)) => false,
+        };
+        if !ok {
+            return Ok(TwinWrite::Conflict);
+        }
+        twins.insert(id.clone(), twin.clone());
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(TwinWrite::Written)
     }
 }
 
@@ -99,6 +245,27 @@ impl InMemoryPolicies {
 impl PolicyStore for InMemoryPolicies {
     async fn get_policy(&self, name: &str) -> Result<Option<AccessPolicy>, StoreError> {
         Ok(lock(&self.policies).get(name).cloned())
+    }
+
+    async fn list_policies(&self) -> Result<Vec<AccessPolicy>, StoreError> {
+        Ok(lock(&self.policies).values().cloned().collect())
+    }
+
+    async fn set_key(
+        &self,
+        name: &str,
+        slot: crate::ports::KeySlot,
+        key: &crate::domain::sas::SymmetricKey,
+    ) -> Result<bool, StoreError> {
+        let mut policies = lock(&self.policies);
+        let Some(policy) = policies.get_mut(name) else {
+            return Ok(false);
+        };
+        match slot {
+            crate::ports::KeySlot::Primary => policy.primary_key = key.clone(),
+            crate::ports::KeySlot::Secondary => policy.secondary_key = key.clone(),
+        }
+        Ok(true)
     }
 }
 
@@ -193,6 +360,16 @@ impl RequestBuilder {
         let value = http::HeaderValue::from_str(value)
             .unwrap_or_else(|e| panic!("test header {name}: {e}"));
         self.request.headers.append(name, value);
+        self
+    }
+
+    /// Sets the query string parameters (replacing any set before).
+    pub fn query(mut self, parameters: &[(&str, &str)]) -> Self {
+        self.request.query_string_parameters = parameters
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect::<std::collections::HashMap<_, _>>()
+            .into();
         self
     }
 

@@ -48,6 +48,10 @@ pub enum Access {
     Device,
     /// A service token whose shared access policy has this permission.
     Service(Permission),
+    /// A service token whose policy has every permission (the hub's owner: iothubowner).
+    Owner,
+    /// Anyone, without a token (API Gateway attaches no authorizer).
+    Public,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -64,6 +68,18 @@ pub enum Operation {
     ReceiveCommand,
     CompleteCommand,
     AbandonCommand,
+    ListDevices,
+    BulkDevices,
+    DeviceStatistics,
+    GetTwin,
+    PatchTwin,
+    ReplaceTwin,
+    DeviceGetTwin,
+    DeviceUpdateReported,
+    DeviceGetDesired,
+    ListPolicies,
+    RegeneratePolicyKey,
+    OpenApi,
     QueryTelemetry,
     QueryDeviceState,
     ListAlerts,
@@ -181,6 +197,79 @@ pub const ROUTES: &[Route] = &[
         function: Function::Commands,
         access: Access::Device,
     },
+    // Registry (complete), twins, shared access policies, the API description.
+    Route {
+        key: "GET /devices",
+        operation: Operation::ListDevices,
+        function: Function::Registry,
+        access: Access::Service(Permission::RegistryRead),
+    },
+    Route {
+        key: "POST /devices",
+        operation: Operation::BulkDevices,
+        function: Function::Registry,
+        access: Access::Service(Permission::RegistryWrite),
+    },
+    Route {
+        key: "GET /statistics/devices",
+        operation: Operation::DeviceStatistics,
+        function: Function::Registry,
+        access: Access::Service(Permission::RegistryRead),
+    },
+    Route {
+        key: "GET /twins/{id}",
+        operation: Operation::GetTwin,
+        function: Function::Registry,
+        access: Access::Service(Permission::ServiceConnect),
+    },
+    Route {
+        key: "PATCH /twins/{id}",
+        operation: Operation::PatchTwin,
+        function: Function::Registry,
+        access: Access::Service(Permission::ServiceConnect),
+    },
+    Route {
+        key: "PUT /twins/{id}",
+        operation: Operation::ReplaceTwin,
+        function: Function::Registry,
+        access: Access::Service(Permission::ServiceConnect),
+    },
+    Route {
+        key: "GET /devices/{id}/twin",
+        operation: Operation::DeviceGetTwin,
+        function: Function::Registry,
+        access: Access::Device,
+    },
+    Route {
+        key: "PATCH /devices/{id}/twin/properties/reported",
+        operation: Operation::DeviceUpdateReported,
+        function: Function::Registry,
+        access: Access::Device,
+    },
+    Route {
+        key: "GET /devices/{id}/twin/properties/desired",
+        operation: Operation::DeviceGetDesired,
+        function: Function::Registry,
+        access: Access::Device,
+    },
+    Route {
+        key: "GET /policies",
+        operation: Operation::ListPolicies,
+        function: Function::Registry,
+        access: Access::Owner,
+    },
+    Route {
+        key: "POST /policies/{name}/keys/{slot}/regenerate",
+        operation: Operation::RegeneratePolicyKey,
+        function: Function::Registry,
+        access: Access::Owner,
+    },
+    Route {
+        key: "GET /openapi.json",
+        operation: Operation::OpenApi,
+        function: Function::Registry,
+        access: Access::Public,
+    },
     // Stream analytics: queries and rules.
     Route {
         key: "GET /devices/{id}/telemetry",
@@ -278,7 +367,13 @@ impl Route {
 
     /// Matches a request path (without query) against this route's template, as API Gateway does:
     /// literal segments exactly, `{name}` one non-empty segment.
+    /// Matches a path to this route's template; one trailing slash is ignored, as API Gateway
+    /// ignores it (Azure's SDKs list devices at `/devices/`).
     pub fn match_path(&self, raw_path: &str) -> Option<PathParams> {
+        let raw_path = match raw_path.strip_suffix('/') {
+            Some(trimmed) if !trimmed.is_empty() => trimmed,
+            _ => raw_path,
+        };
         let mut template = self.template().split('/');
         let mut path = raw_path.split('/');
         let mut params = Vec::new();
@@ -348,8 +443,21 @@ mod tests {
         assert!(match_request("POST", "/devices/dev1/messages/events/x").is_none());
         assert!(match_request("POST", "/devices//messages/events").is_none());
         assert!(match_request("PATCH", "/devices/dev1").is_none());
-        assert!(match_request("GET", "/devices/dev1/").is_none());
+        assert!(match_request("GET", "/devices/dev1/unknown").is_none());
         assert!(match_request("GET", "/unknown").is_none());
+    }
+
+    #[test]
+    fn one_trailing_slash_is_ignored() {
+        let (route, _) = match_request("GET", "/devices/").unwrap();
+        assert_eq!(route.key, "GET /devices");
+        let (route, params) = match_request("GET", "/twins/d1/").unwrap();
+        assert_eq!(
+            (route.key, params.get("id")),
+            ("GET /twins/{id}", Some("d1"))
+        );
+        assert!(match_request("GET", "/devices//").is_none());
+        assert!(match_request("GET", "/twins//").is_none());
     }
 
     #[test]
@@ -370,16 +478,27 @@ mod tests {
 
     #[test]
     fn deployed_routes_are_exactly_these() {
-        let deployed: std::collections::BTreeMap<String, String> =
+        #[derive(serde::Deserialize)]
+        struct RouteTable {
+            routes: std::collections::BTreeMap<String, String>,
+            public: std::collections::BTreeSet<String>,
+        }
+        let deployed: RouteTable =
             serde_json::from_str(include_str!("../../infra/routes.json")).unwrap();
         let here: std::collections::BTreeMap<String, String> = ROUTES
             .iter()
             .map(|r| (r.key.to_owned(), r.function.name().to_owned()))
             .collect();
         assert_eq!(
-            deployed, here,
+            deployed.routes, here,
             "infra/routes.json and shared/src/routes.rs disagree"
         );
+        let public: std::collections::BTreeSet<String> = ROUTES
+            .iter()
+            .filter(|r| r.access == Access::Public)
+            .map(|r| r.key.to_owned())
+            .collect();
+        assert_eq!(deployed.public, public, "public routes disagree");
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //
 // Phase `register-and-send` (default) does the above; phase `receive` reads the device's key through
 // the registry and lets the device client's HTTP receiver (polling every second) receive and
-// complete one cloud-to-device message.
+// complete one cloud-to-device message; phase `registry` manages devices and twins with the
+// service SDK's Registry: update, bulk add/update/remove, list, statistics, twin get and update
+// (with a stale etag refused), delete.
 //
 // Env: OWNER_CONNECTION_STRING, DEVICE_ID, PHASE; NODE_EXTRA_CA_CERTS trusts the gateway's certificate.
 'use strict';
@@ -41,8 +43,52 @@ async function receiveOne() {
   }));
 }
 
+async function errorName(promise) {
+  try {
+    await promise;
+    return null;
+  } catch (error) {
+    return error.constructor.name;
+  }
+}
+
+async function manageRegistry() {
+  const registry = Registry.fromConnectionString(process.env.OWNER_CONNECTION_STRING);
+  const [first, second, third] = [1, 2, 3].map((i) => `${process.env.DEVICE_ID}-${i}`);
+  const summary = {};
+
+  const created = (await registry.create({ deviceId: first })).responseBody;
+  const updated = (await registry.update({ ...created, status: 'disabled', statusReason: 'sdk' })).responseBody;
+  summary.updated = { status: updated.status, statusReason: updated.statusReason, etagChanged: updated.etag !== created.etag };
+
+  summary.bulkAdd = (await registry.addDevices([{ deviceId: second }, { deviceId: third }, { deviceId: first }])).responseBody;
+  summary.bulkUpdate = (await registry.updateDevices([
+    { deviceId: second, status: 'disabled', eTag: 'not-the-etag' },
+  ], false)).responseBody;
+  summary.bulkForcedUpdate = (await registry.updateDevices([{ deviceId: third, status: 'disabled' }], true)).responseBody;
+  summary.thirdStatus = (await registry.get(third)).responseBody.status;
+
+  const listed = (await registry.list()).responseBody;
+  summary.listed = { isArray: Array.isArray(listed), allHaveIds: listed.every((d) => typeof d.deviceId === 'string') };
+  summary.statistics = (await registry.getRegistryStatistics()).responseBody;
+
+  const twin = (await registry.getTwin(first)).responseBody;
+  const staleEtag = twin.etag;
+  summary.twinBefore = { version: twin.properties.desired.$version, tags: twin.tags };
+  await twin.update({ tags: { site: 'sdk' }, properties: { desired: { rate: 3 } } });
+  summary.twinAfter = { version: twin.properties.desired.$version, tags: twin.tags, rate: twin.properties.desired.rate };
+  summary.staleTwinUpdate = await errorName(registry.updateTwin(first, { tags: { late: true } }, staleEtag));
+
+  summary.bulkRemove = (await registry.removeDevices([{ deviceId: second }, { deviceId: third }], true)).responseBody;
+  await registry.delete(first);
+  summary.afterDelete = await errorName(registry.get(first));
+  summary.secondAfterRemove = await errorName(registry.get(second));
+  console.log(JSON.stringify(summary));
+}
+
 async function main() {
   if (process.env.PHASE === 'receive') return receiveOne();
+  if (process.env.PHASE === 'registry') return manageRegistry();
   const owner = process.env.OWNER_CONNECTION_STRING;
   const deviceId = process.env.DEVICE_ID;
   const hostName = /HostName=([^;]+)/.exec(owner)[1];

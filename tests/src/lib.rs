@@ -199,24 +199,31 @@ impl Gateway {
 
     /// Registers a device through the API (as a service would) and returns its description.
     pub async fn register(&self, device_id: &str) -> RegisteredDevice {
-        let response = self
-            .http()
-            .put(&format!("/devices/{device_id}"), &self.owner_token().await)
-            .json(&serde_json::json!({ "deviceId": device_id }))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("register {device_id}: {e}"));
-        assert_eq!(response.status().as_u16(), 200, "register {device_id}");
-        let description: DeviceDescription = response
-            .json()
-            .await
-            .unwrap_or_else(|e| panic!("device json: {e}"));
-        RegisteredDevice::from_description(device_id, description)
+        register_on(&self.http(), &self.owner_token().await, device_id).await
     }
 
     pub fn telemetry_stream(&self) -> &str {
         &self.hub.telemetry_stream
     }
+}
+
+/// The hub's functions built from the environment with some variables overridden.
+pub async fn custom_hub(overrides: &[(&'static str, &str)]) -> Hub {
+    load_environment();
+    let overrides: Vec<(String, String)> = overrides
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let env = Env::from_fn(move |name| {
+        overrides
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var(name).ok())
+    });
+    Hub::from_env(&env)
+        .await
+        .unwrap_or_else(|e| panic!("hub config: {e}"))
 }
 
 /// A gateway of the test's own, with some configuration overridden (e.g. a short lock time), on
@@ -229,23 +236,7 @@ pub struct CustomGateway {
 
 impl CustomGateway {
     pub async fn start(overrides: &[(&'static str, &str)]) -> Self {
-        load_environment();
-        let overrides: Vec<(String, String)> = overrides
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        let env = Env::from_fn(move |name| {
-            overrides
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-                .or_else(|| std::env::var(name).ok())
-        });
-        let hub = Arc::new(
-            Hub::from_env(&env)
-                .await
-                .unwrap_or_else(|e| panic!("hub config: {e}")),
-        );
+        let hub = Arc::new(custom_hub(overrides).await);
         let options = GatewayOptions {
             http: Some("127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}"))),
             https: None,
@@ -279,6 +270,22 @@ impl Drop for CustomGateway {
             running.shutdown();
         }
     }
+}
+
+/// Registers a device through `client`'s gateway with the `owner` token.
+pub async fn register_on(client: &Client, owner: &str, device_id: &str) -> RegisteredDevice {
+    let response = client
+        .put(&format!("/devices/{device_id}"), owner)
+        .json(&serde_json::json!({ "deviceId": device_id }))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("register {device_id}: {e}"));
+    assert_eq!(response.status().as_u16(), 200, "register {device_id}");
+    let description: DeviceDescription = response
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("device json: {e}"));
+    RegisteredDevice::from_description(device_id, description)
 }
 
 /// A device registered for a test, with the keys the registry gave it.
@@ -387,6 +394,10 @@ impl Client {
     pub fn post(&self, path: &str, authorization: &str) -> reqwest::RequestBuilder {
         self.request(reqwest::Method::POST, path, Some(authorization))
     }
+
+    pub fn patch(&self, path: &str, authorization: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::PATCH, path, Some(authorization))
+    }
 }
 
 /// Status and Azure error code of a response; panics if an error response lacks the error body.
@@ -432,8 +443,22 @@ pub async fn send_command(
         .unwrap_or_else(|e| panic!("send command: {e}"))
 }
 
-/// Reads the shared feedback queue until `count` records about `device_id` arrived, completing
-/// those and abandoning everyone else's (other tests read the same queue).
+/// Feedback records other tests' readers received for devices that are not theirs; each reader
+/// looks here first. (A feedback batch can mix devices, and all tests share one queue.)
+static FEEDBACK_STASH: std::sync::Mutex<Vec<hub_shared::domain::command::FeedbackRecord>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn take_stashed(device_id: &str) -> Vec<hub_shared::domain::command::FeedbackRecord> {
+    let mut stash = FEEDBACK_STASH
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let (mine, others) = stash.drain(..).partition(|r| r.device_id == device_id);
+    *stash = others;
+    mine
+}
+
+/// Reads the shared feedback queue until `count` records about `device_id` arrived. Every batch
+/// is completed; records about other devices go to the stash for their readers.
 pub async fn read_feedback(
     device_id: &str,
     count: usize,
@@ -442,7 +467,11 @@ pub async fn read_feedback(
     let token = gateway().policy_token("service").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut mine = Vec::new();
-    while mine.len() < count {
+    loop {
+        mine.extend(take_stashed(device_id));
+        if mine.len() >= count {
+            return mine;
+        }
         assert!(
             tokio::time::Instant::now() < deadline,
             "timed out waiting for feedback for {device_id}: {mine:?}"
@@ -453,6 +482,7 @@ pub async fn read_feedback(
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         if response.status().as_u16() == 204 {
+            // Another reader may have stashed ours meanwhile; look again shortly.
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         }
@@ -466,33 +496,152 @@ pub async fn read_feedback(
             .json()
             .await
             .unwrap_or_else(|e| panic!("feedback json: {e}"));
-        let ours = records.iter().all(|r| r.device_id == device_id);
-        let settle = if ours {
-            client.delete(&format!("/messages/serviceBound/feedback/{lock}"), &token)
-        } else {
-            client.post(
-                &format!("/messages/serviceBound/feedback/{lock}/abandon"),
-                &token,
-            )
-        };
-        let status = settle
+        let status = client
+            .delete(&format!("/messages/serviceBound/feedback/{lock}"), &token)
             .send()
             .await
             .unwrap_or_else(|e| panic!("{e}"))
             .status()
             .as_u16();
         assert_eq!(status, 204, "settling feedback");
-        if ours {
-            mine.extend(records);
-        }
+        FEEDBACK_STASH
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .extend(records);
     }
-    mine
 }
 
 /// SQS client for the test's runtime.
 pub async fn sqs() -> aws_sdk_sqs::Client {
     load_environment();
     aws_sdk_sqs::Client::new(&hub_shared::aws::sdk_config().await)
+}
+
+/// DynamoDB client for the test's runtime.
+pub async fn dynamodb() -> aws_sdk_dynamodb::Client {
+    load_environment();
+    aws_sdk_dynamodb::Client::new(&hub_shared::aws::sdk_config().await)
+}
+
+/// A new, empty table with the keys and indexes of a deployed one, for tests that need exact
+/// counts or change hub-wide state (statistics, listings, policy keys) without disturbing the
+/// tests running beside them. `copy_items` copies the items too (small tables only).
+pub async fn clone_table(source_variable: &str, copy_items: bool) -> String {
+    use aws_sdk_dynamodb::types::{BillingMode, GlobalSecondaryIndex, Projection};
+    let client = dynamodb().await;
+    let source =
+        std::env::var(source_variable).unwrap_or_else(|_| panic!("{source_variable} is not set"));
+    let table = client
+        .describe_table()
+        .table_name(&source)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("describe {source}: {e:?}"))
+        .table
+        .unwrap_or_else(|| panic!("{source} has no description"));
+    let name = unique(&format!("{source}-test"));
+    let indexes: Vec<GlobalSecondaryIndex> = table
+        .global_secondary_indexes()
+        .iter()
+        .map(|index| {
+            GlobalSecondaryIndex::builder()
+                .index_name(index.index_name().unwrap_or_default())
+                .set_key_schema(index.key_schema.clone())
+                .projection(
+                    index
+                        .projection
+                        .clone()
+                        .unwrap_or_else(|| Projection::builder().build()),
+                )
+                .build()
+                .unwrap_or_else(|e| panic!("index: {e}"))
+        })
+        .collect();
+    client
+        .create_table()
+        .table_name(&name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_key_schema(table.key_schema.clone())
+        .set_attribute_definitions(table.attribute_definitions.clone())
+        .set_global_secondary_indexes((!indexes.is_empty()).then_some(indexes))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create {name}: {e:?}"));
+    if copy_items {
+        let items = client
+            .scan()
+            .table_name(&source)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("scan {source}: {e:?}"))
+            .items
+            .unwrap_or_default();
+        for item in items {
+            client
+                .put_item()
+                .table_name(&name)
+                .set_item(Some(item))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("copy into {name}: {e:?}"));
+        }
+    }
+    name
+}
+
+/// A new SQS queue of the test's own; returns its URL.
+pub async fn fresh_queue(prefix: &str) -> String {
+    sqs()
+        .await
+        .create_queue()
+        .queue_name(unique(prefix))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create queue: {e:?}"))
+        .queue_url
+        .unwrap_or_else(|| panic!("no queue url"))
+}
+
+/// Receives from `queue_url` until `done` holds for the bodies seen so far, or panics after
+/// `within`.
+pub async fn receive_until(
+    queue_url: &str,
+    within: Duration,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let client = sqs().await;
+    let deadline = tokio::time::Instant::now() + within;
+    let mut seen = Vec::new();
+    while !done(&seen) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{queue_url} did not deliver the expected messages within {within:?}; got {seen:?}"
+        );
+        let received = client
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("receive: {e:?}"));
+        for message in received.messages() {
+            let body = message.body().unwrap_or_default();
+            seen.push(
+                serde_json::from_str(body).unwrap_or_else(|e| panic!("{body} is not JSON: {e}")),
+            );
+            if let Some(receipt) = message.receipt_handle() {
+                client
+                    .delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(receipt)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("delete: {e:?}"));
+            }
+        }
+    }
+    seen
 }
 
 pub fn unique(prefix: &str) -> String {

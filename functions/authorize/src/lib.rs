@@ -15,8 +15,9 @@ use hub_shared::authz::{Principal, check_access, policy_may_act_as_device};
 use hub_shared::config::{ConfigError, Env, vars};
 use hub_shared::domain::device_id::DeviceId;
 use hub_shared::domain::sas::SasToken;
+use hub_shared::domain::timestamp::Timestamp;
 use hub_shared::error::Chain;
-use hub_shared::http::AuthContext;
+use hub_shared::http::{AuthContext, LAST_ACTIVITY_FIELD};
 use hub_shared::ports::{DeviceRegistry, PolicyStore, StoreError};
 use hub_shared::routes::{Access, Route, resource_segments};
 use serde_json::Value;
@@ -81,8 +82,12 @@ impl<R: DeviceRegistry, P: PolicyStore> Authorizer<R, P> {
         &self,
         request: &ApiGatewayV2CustomAuthorizerV2Request,
     ) -> AuthorizerResponse {
+        let mut last_activity = None;
         let context = match self.authenticate(request).await {
-            Ok(principal) => AuthContext::Allow(principal),
+            Ok((principal, activity)) => {
+                last_activity = activity;
+                AuthContext::Allow(principal)
+            }
             Err(Rejection::Unauthorized(reason)) => {
                 tracing::info!(
                     route = request.route_key.as_deref(),
@@ -99,13 +104,20 @@ impl<R: DeviceRegistry, P: PolicyStore> Authorizer<R, P> {
         let mut response = AuthorizerResponse::default();
         response.is_authorized = true;
         response.context = context.to_fields();
+        if let Some(at) = last_activity {
+            // Lets the device's function record activity at most once a minute without a read.
+            response.context.insert(
+                LAST_ACTIVITY_FIELD.to_owned(),
+                Value::String(at.unix_millis().to_string()),
+            );
+        }
         response
     }
 
     async fn authenticate(
         &self,
         request: &ApiGatewayV2CustomAuthorizerV2Request,
-    ) -> Result<Principal, Rejection> {
+    ) -> Result<(Principal, Option<Timestamp>), Rejection> {
         let route = request
             .route_key
             .as_deref()
@@ -120,7 +132,9 @@ impl<R: DeviceRegistry, P: PolicyStore> Authorizer<R, P> {
         let path_device = match (route.access, params.get("id")) {
             (_, None) => None,
             (Access::Device, Some(_)) => Some(params.device_id().map_err(|e| e.message)?),
-            (Access::Service(_), Some(_)) => params.device_id().ok(),
+            (Access::Service(_) | Access::Owner | Access::Public, Some(_)) => {
+                params.device_id().ok()
+            }
         };
 
         let header = request
@@ -148,7 +162,7 @@ impl<R: DeviceRegistry, P: PolicyStore> Authorizer<R, P> {
             .into());
         }
 
-        let principal = match token.key_name() {
+        let (principal, activity) = match token.key_name() {
             Some(policy) => {
                 self.authenticate_policy(&token, policy, route, path_device.as_ref())
                     .await?
@@ -159,7 +173,7 @@ impl<R: DeviceRegistry, P: PolicyStore> Authorizer<R, P> {
             }
         };
         check_access(route.access, path_device.as_ref(), &principal).map_err(|e| e.message)?;
-        Ok(principal)
+        Ok((principal, activity))
     }
 
     async fn authenticate_policy(
@@ -168,7 +182,7 @@ impl<R: DeviceRegistry, P: PolicyStore> Authorizer<R, P> {
         name: &str,
         route: &Route,
         path_device: Option<&DeviceId>,
-    ) -> Result<Principal, Rejection> {
+    ) -> Result<(Principal, Option<Timestamp>), Rejection> {
         let invalid = || format!("the SharedAccessSignature is not valid for policy {name}");
         let policy = self
             .policies
@@ -182,16 +196,21 @@ impl<R: DeviceRegistry, P: PolicyStore> Authorizer<R, P> {
         match (route.access, path_device) {
             (Access::Device, Some(device_id)) if policy_may_act_as_device(policy.rights) => {
                 let device = self.enabled_device(device_id).await?;
-                Ok(Principal::Device {
+                let activity = Some(device.last_activity_time);
+                let principal = Principal::Device {
                     device_id: device.device_id,
                     generation_id: device.generation_id,
                     via_policy: Some(policy.name),
-                })
+                };
+                Ok((principal, activity))
             }
-            _ => Ok(Principal::Service {
-                policy: policy.name,
-                rights: policy.rights,
-            }),
+            _ => Ok((
+                Principal::Service {
+                    policy: policy.name,
+                    rights: policy.rights,
+                },
+                None,
+            )),
         }
     }
 
@@ -200,7 +219,7 @@ impl<R: DeviceRegistry, P: PolicyStore> Authorizer<R, P> {
         token: &SasToken,
         route: &Route,
         path_device: Option<&DeviceId>,
-    ) -> Result<Principal, Rejection> {
+    ) -> Result<(Principal, Option<Timestamp>), Rejection> {
         let device_id = match (route.access, path_device) {
             (Access::Device, Some(device_id)) => device_id,
             _ => return Err("this route needs a shared access policy token (skn); device tokens are not accepted".into()),
@@ -219,11 +238,13 @@ impl<R: DeviceRegistry, P: PolicyStore> Authorizer<R, P> {
         if !device.is_enabled() {
             return Err(format!("device {device_id} is disabled").into());
         }
-        Ok(Principal::Device {
+        let activity = Some(device.last_activity_time);
+        let principal = Principal::Device {
             device_id: device.device_id,
             generation_id: device.generation_id,
             via_policy: None,
-        })
+        };
+        Ok((principal, activity))
     }
 
     async fn enabled_device(

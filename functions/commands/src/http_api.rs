@@ -11,9 +11,12 @@ use hub_shared::domain::command::{
 use hub_shared::domain::envelope::Properties;
 use hub_shared::domain::timestamp::Timestamp;
 use hub_shared::error::{ApiError, ErrorCode};
-use hub_shared::http::{AuthorizedRequest, HandlerError, HttpRequest, Response, respond};
+use hub_shared::http::{
+    AuthorizedRequest, HandlerError, HttpRequest, Response, record_activity, respond,
+};
 use hub_shared::ports::{
-    CommandStore, DeadLetters, FeedbackQueue, QueueKey, SettleOutcome, TokenOutcome,
+    ActivityRecorder, CommandStore, DeadLetters, FeedbackQueue, QueueKey, SettleOutcome,
+    TokenOutcome,
 };
 use hub_shared::routes::Operation;
 
@@ -35,7 +38,9 @@ fn precondition_failed(what: &str) -> HandlerError {
     .into()
 }
 
-impl<S: CommandStore, F: FeedbackQueue, D: DeadLetters> CommandsHandler<S, F, D> {
+impl<S: CommandStore, F: FeedbackQueue, D: DeadLetters, A: ActivityRecorder>
+    CommandsHandler<S, F, D, A>
+{
     pub async fn handle_http(&self, event: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
         let request = HttpRequest::new(event);
         let request_id = request.request_id().to_owned();
@@ -47,6 +52,9 @@ impl<S: CommandStore, F: FeedbackQueue, D: DeadLetters> CommandsHandler<S, F, D>
         request: HttpRequest<'_>,
     ) -> Result<ApiGatewayV2httpResponse, HandlerError> {
         let request = request.authorize()?;
+        if request.route.access == hub_shared::routes::Access::Device {
+            record_activity(&self.activity, &request).await;
+        }
         match request.route.operation {
             Operation::SendCommand => self.send(&request).await,
             Operation::PurgeCommands => self.purge(&request).await,

@@ -12,7 +12,7 @@ use aws_lambda_events::sqs::SqsEvent;
 use hub_shared::config::{ConfigError, Env, vars};
 use hub_shared::domain::command::DeliveryPolicy;
 use hub_shared::error::Chain;
-use hub_shared::ports::{CommandStore, DeadLetters, FeedbackQueue};
+use hub_shared::ports::{ActivityRecorder, CommandStore, DeadLetters, FeedbackQueue};
 use serde_json::{Value, json};
 
 pub use queue::Commands;
@@ -66,17 +66,22 @@ impl CommandsConfig {
     }
 }
 
-pub struct CommandsHandler<S, F, D> {
+pub struct CommandsHandler<S, F, D, A> {
     pub commands: Commands<S, F, D>,
     /// Where command requests that can never be processed go.
     pub request_dead_letters: D,
+    /// Records the device's `lastActivityTime` on its calls (at most once a minute).
+    pub activity: A,
 }
 
-impl<S: CommandStore, F: FeedbackQueue, D: DeadLetters> CommandsHandler<S, F, D> {
-    pub fn new(commands: Commands<S, F, D>, request_dead_letters: D) -> Self {
+impl<S: CommandStore, F: FeedbackQueue, D: DeadLetters, A: ActivityRecorder>
+    CommandsHandler<S, F, D, A>
+{
+    pub fn new(commands: Commands<S, F, D>, request_dead_letters: D, activity: A) -> Self {
         Self {
             commands,
             request_dead_letters,
+            activity,
         }
     }
 

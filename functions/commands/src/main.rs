@@ -1,6 +1,6 @@
 use aws_sdk_sqs::Client as SqsClient;
 use hub_commands::{Commands, CommandsConfig, CommandsHandler};
-use hub_shared::aws::{DynamoDbCommandStore, SqsQueue, sdk_config};
+use hub_shared::aws::{DynamoDbCommandStore, DynamoDbDeviceRegistry, SqsQueue, sdk_config};
 use hub_shared::config::Env;
 use lambda_runtime::{LambdaEvent, service_fn};
 
@@ -13,12 +13,17 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let sqs = SqsClient::new(&sdk);
     let handler = CommandsHandler::new(
         Commands::new(
-            DynamoDbCommandStore::new(dynamodb, &config.commands_table, &config.registry_table),
+            DynamoDbCommandStore::new(
+                dynamodb.clone(),
+                &config.commands_table,
+                &config.registry_table,
+            ),
             SqsQueue::new(sqs.clone(), &config.feedback_queue_url),
             SqsQueue::new(sqs.clone(), &config.dead_letter_queue_url),
             config.policy,
         ),
         SqsQueue::new(sqs, &config.requests_dead_letter_queue_url),
+        DynamoDbDeviceRegistry::new(dynamodb, &config.registry_table),
     );
     let handler = &handler;
     lambda_runtime::run(service_fn(

@@ -14,7 +14,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use hub_shared::domain::command::{CommandRequest, MAX_COMMAND_BYTES, NewCommand};
 use hub_shared::domain::timestamp::Timestamp;
 use hub_shared::error::Chain;
-use hub_shared::ports::{CommandStore, DeadLetters, FeedbackQueue};
+use hub_shared::ports::{ActivityRecorder, CommandStore, DeadLetters, FeedbackQueue};
 
 use crate::CommandsHandler;
 use crate::http_api::validate_property;
@@ -25,7 +25,9 @@ enum Verdict {
     Retry,
 }
 
-impl<S: CommandStore, F: FeedbackQueue, D: DeadLetters> CommandsHandler<S, F, D> {
+impl<S: CommandStore, F: FeedbackQueue, D: DeadLetters, A: ActivityRecorder>
+    CommandsHandler<S, F, D, A>
+{
     pub async fn handle_requests(&self, event: &SqsEvent) -> SqsBatchResponse {
         let mut response = SqsBatchResponse::default();
         for message in &event.records {

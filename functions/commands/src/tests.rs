@@ -13,8 +13,8 @@ use hub_shared::domain::device_id::DeviceId;
 use hub_shared::domain::policy::{Permission, Rights};
 use hub_shared::domain::timestamp::Timestamp;
 use hub_shared::fakes::{
-    InMemoryCommands, InMemoryDeadLetters, InMemoryFeedback, RequestBuilder, error_code,
-    response_body,
+    InMemoryCommands, InMemoryDeadLetters, InMemoryFeedback, InMemoryRegistry, RequestBuilder,
+    error_code, response_body,
 };
 use hub_shared::http::AuthContext;
 use hub_shared::ports::{QueueKey, SettleOutcome};
@@ -22,7 +22,8 @@ use hub_shared::ports::{QueueKey, SettleOutcome};
 use super::*;
 use crate::queue::EnqueueError;
 
-type Handler = CommandsHandler<InMemoryCommands, InMemoryFeedback, InMemoryDeadLetters>;
+type Handler =
+    CommandsHandler<InMemoryCommands, InMemoryFeedback, InMemoryDeadLetters, InMemoryRegistry>;
 
 const GENERATION: &str = "638000000000000001";
 
@@ -46,6 +47,7 @@ fn handler() -> Handler {
             policy(),
         ),
         InMemoryDeadLetters::default(),
+        InMemoryRegistry::default(),
     )
 }
 

@@ -10,14 +10,15 @@ use hub_shared::config::{ConfigError, Env, vars};
 use hub_shared::domain::envelope::{Sender, TelemetryEnvelope};
 use hub_shared::domain::timestamp::Timestamp;
 use hub_shared::error::{ApiError, ErrorCode};
-use hub_shared::http::{HandlerError, HttpRequest, Response, respond};
-use hub_shared::ports::{RecordSink, StreamRecord};
+use hub_shared::http::{HandlerError, HttpRequest, Response, record_activity, respond};
+use hub_shared::ports::{ActivityRecorder, RecordSink, StreamRecord};
 use hub_shared::publish::{RetryPolicy, publish_all};
 use hub_shared::routes::Operation;
 
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
     pub telemetry_stream: String,
+    pub registry_table: String,
     pub retry: RetryPolicy,
 }
 
@@ -25,6 +26,7 @@ impl IngestConfig {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         Ok(Self {
             telemetry_stream: env.required(vars::TELEMETRY_STREAM)?,
+            registry_table: env.required(vars::REGISTRY_TABLE)?,
             retry: RetryPolicy {
                 max_attempts: env.parse_or(vars::PUBLISH_MAX_ATTEMPTS, 5)?,
                 ..RetryPolicy::default()
@@ -33,14 +35,20 @@ impl IngestConfig {
     }
 }
 
-pub struct IngestHandler<S> {
+pub struct IngestHandler<S, A> {
     sink: S,
     retry: RetryPolicy,
+    /// Records the device's `lastActivityTime` (at most once a minute).
+    activity: A,
 }
 
-impl<S: RecordSink> IngestHandler<S> {
-    pub fn new(sink: S, retry: RetryPolicy) -> Self {
-        Self { sink, retry }
+impl<S: RecordSink, A: ActivityRecorder> IngestHandler<S, A> {
+    pub fn new(sink: S, retry: RetryPolicy, activity: A) -> Self {
+        Self {
+            sink,
+            retry,
+            activity,
+        }
     }
 
     pub async fn handle(&self, event: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
@@ -96,6 +104,7 @@ impl<S: RecordSink> IngestHandler<S> {
             .await
             .map_err(hub_shared::ports::StoreError::from)?;
         tracing::debug!(device = %sender.device_id, messages = records.len(), "telemetry stored");
+        record_activity(&self.activity, &request).await;
         Ok(Response::empty(204))
     }
 }

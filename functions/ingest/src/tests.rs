@@ -4,20 +4,26 @@ use std::time::Duration;
 use hub_shared::authz::Principal;
 use hub_shared::domain::device_id::DeviceId;
 use hub_shared::domain::envelope::{AuthMethod, TelemetryEnvelope};
-use hub_shared::fakes::{InMemoryStream, RequestBuilder, error_code, response_body};
+use hub_shared::fakes::{
+    InMemoryRegistry, InMemoryStream, RequestBuilder, error_code, response_body,
+};
 use hub_shared::http::AuthContext;
 
 use super::*;
 
 const ROUTE: &str = "POST /devices/{id}/messages/events";
 
-fn handler() -> IngestHandler<InMemoryStream> {
+fn handler() -> IngestHandler<InMemoryStream, InMemoryRegistry> {
     let retry = RetryPolicy {
         max_attempts: 3,
         base_delay: Duration::from_millis(1),
         max_delay: Duration::from_millis(2),
     };
-    IngestHandler::new(InMemoryStream::default(), retry)
+    IngestHandler::new(
+        InMemoryStream::default(),
+        retry,
+        InMemoryRegistry::default(),
+    )
 }
 
 fn device(id: &str) -> AuthContext {
@@ -28,7 +34,7 @@ fn device(id: &str) -> AuthContext {
     })
 }
 
-fn envelopes(handler: &IngestHandler<InMemoryStream>) -> Vec<TelemetryEnvelope> {
+fn envelopes(handler: &IngestHandler<InMemoryStream, InMemoryRegistry>) -> Vec<TelemetryEnvelope> {
     handler
         .sink
         .records()
@@ -171,4 +177,56 @@ async fn policy_senders_are_recorded_as_such() {
         envelopes(&handler)[0].auth_method,
         AuthMethod::policy("iothubowner")
     );
+}
+
+#[tokio::test]
+async fn accepted_telemetry_records_device_activity_at_most_once_a_minute() {
+    use hub_shared::domain::timestamp::Timestamp;
+    let mut registered = hub_shared::fakes::device("dev1");
+    registered.generation_id = "638".into();
+    let mut handler = handler();
+    handler.activity = InMemoryRegistry::with([registered]);
+    let request = |last_activity: Option<i64>| {
+        let mut request =
+            RequestBuilder::new(ROUTE, "/devices/dev1/messages/events", &device("dev1"))
+                .text_body("x")
+                .build();
+        if let (Some(at), Some(authorizer)) =
+            (last_activity, request.request_context.authorizer.as_mut())
+        {
+            authorizer.fields.insert(
+                hub_shared::http::LAST_ACTIVITY_FIELD.into(),
+                at.to_string().into(),
+            );
+        }
+        request
+    };
+    let last_activity = |handler: &IngestHandler<InMemoryStream, InMemoryRegistry>| {
+        handler.activity.snapshot()[0].last_activity_time
+    };
+
+    // The authorizer saw activity 10 s ago: no write.
+    let recent = Timestamp::now().unix_millis() - 10_000;
+    assert_eq!(
+        handler.handle(&request(Some(recent))).await.status_code,
+        204
+    );
+    assert_eq!(last_activity(&handler), Timestamp::NEVER);
+
+    // Two minutes ago: the time is brought up to date.
+    let before = Timestamp::now();
+    let stale = before.unix_millis() - 120_000;
+    assert_eq!(handler.handle(&request(Some(stale))).await.status_code, 204);
+    assert!(last_activity(&handler) >= before);
+
+    // Rejected telemetry is not activity.
+    let mut reset = handler.activity.snapshot()[0].clone();
+    reset.last_activity_time = Timestamp::NEVER;
+    handler.activity = InMemoryRegistry::with([reset]);
+    let empty = RequestBuilder::new(ROUTE, "/devices/dev1/messages/events", &device("dev1"))
+        .header("content-type", "application/vnd.microsoft.iothub.json")
+        .text_body("[]")
+        .build();
+    assert_eq!(handler.handle(&empty).await.status_code, 400);
+    assert_eq!(last_activity(&handler), Timestamp::NEVER);
 }

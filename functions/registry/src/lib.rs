@@ -1,45 +1,97 @@
-//! The `registry` function: Azure IoT Hub's identity registry API (api-version 2021-04-12) for
-//! creating, reading and deleting devices.
+//! The `registry` function: Azure IoT Hub's identity registry (api-version 2021-04-12) — devices,
+//! bulk operations, statistics, lifecycle events — plus device twins for services and devices,
+//! shared access policy key rotation, and the API's OpenAPI document.
+
+pub mod bulk;
+pub mod devices;
+pub mod events;
+pub mod policies;
+pub mod twins;
+
+use std::time::Duration;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use hub_shared::config::{ConfigError, Env, vars};
-use hub_shared::domain::device::{
-    Device, DeviceDescription, DeviceStatus, new_etag, new_generation_id,
-};
-use hub_shared::domain::device_id::DeviceId;
-use hub_shared::domain::timestamp::Timestamp;
 use hub_shared::error::{ApiError, ErrorCode};
-use hub_shared::http::{
-    AuthorizedRequest, HandlerError, HttpRequest, Response, parse_if_match, respond,
-};
-use hub_shared::ports::{CreateOutcome, DeleteOutcome, DeviceRegistry};
-use hub_shared::routes::Operation;
+use hub_shared::http::{HandlerError, HttpRequest, Response, record_activity, respond};
+use hub_shared::ports::{ActivityRecorder, DeviceRegistry, PolicyStore, QueueSender, TwinStore};
+use hub_shared::routes::{Access, Operation};
+use serde_json::Value;
+
+/// The HTTP API's description, served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
+    pub host_name: String,
     pub registry_table: String,
+    pub twins_table: String,
+    pub policies_table: String,
+    pub registry_events_queue_url: String,
 }
 
 impl RegistryConfig {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         Ok(Self {
+            host_name: env.required(vars::HOST_NAME)?,
             registry_table: env.required(vars::REGISTRY_TABLE)?,
+            twins_table: env.required(vars::TWINS_TABLE)?,
+            policies_table: env.required(vars::POLICIES_TABLE)?,
+            registry_events_queue_url: env.required(vars::REGISTRY_EVENTS_QUEUE_URL)?,
         })
     }
 }
 
-pub struct RegistryHandler<R> {
-    registry: R,
+pub struct RegistryHandler<R, T, P, Q> {
+    pub registry: R,
+    pub twins: T,
+    pub policies: P,
+    /// Where device lifecycle events go.
+    pub events: Q,
+    pub hub_name: String,
+    /// How long an event may wait in the outbox before the sweep takes it as lost in transit
+    /// (rather than about to be published by the request that wrote it).
+    pub outbox_grace: Duration,
 }
 
-impl<R: DeviceRegistry> RegistryHandler<R> {
-    pub fn new(registry: R) -> Self {
-        Self { registry }
+/// Longest a device may wait for a desired-properties change (`waitSeconds`).
+pub const MAX_WAIT: Duration = Duration::from_secs(20);
+
+impl<R, T, P, Q> RegistryHandler<R, T, P, Q>
+where
+    R: DeviceRegistry + ActivityRecorder,
+    T: TwinStore,
+    P: PolicyStore,
+    Q: QueueSender,
+{
+    pub fn new(registry: R, twins: T, policies: P, events: Q, hub_name: impl Into<String>) -> Self {
+        Self {
+            registry,
+            twins,
+            policies,
+            events,
+            hub_name: hub_name.into(),
+            outbox_grace: Duration::from_secs(30),
+        }
     }
 
-    pub async fn handle(&self, event: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+    /// Dispatches on the event's shape: a scheduled sweep of the event outbox (`detail-type`), or
+    /// an API Gateway request.
+    pub async fn handle(&self, event: Value) -> Result<Value, serde_json::Error> {
+        if event.get("detail-type").is_some() {
+            let published = self.publish_pending().await;
+            return Ok(serde_json::json!({ "published": published }));
+        }
+        let request: ApiGatewayV2httpRequest = serde_json::from_value(event)?;
+        serde_json::to_value(self.handle_http(&request).await)
+    }
+
+    pub async fn handle_http(&self, event: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
         let request = HttpRequest::new(event);
         let request_id = request.request_id().to_owned();
+        if request.route().is_some_and(|r| r.access == Access::Public) {
+            return Response::json_text(200, OPENAPI);
+        }
         respond(self.dispatch(request).await, &request_id)
     }
 
@@ -48,14 +100,26 @@ impl<R: DeviceRegistry> RegistryHandler<R> {
         request: HttpRequest<'_>,
     ) -> Result<ApiGatewayV2httpResponse, HandlerError> {
         let request = request.authorize()?;
-        let device_id = request
-            .device_id
-            .clone()
-            .ok_or_else(|| ApiError::bad_request("the path has no device id"))?;
+        if request.route.access == Access::Device {
+            record_activity(&self.registry, &request).await;
+        }
         match request.route.operation {
-            Operation::CreateOrUpdateDevice => self.create(&request, device_id).await,
-            Operation::GetDevice => self.get(&device_id).await,
-            Operation::DeleteDevice => self.delete(&request, &device_id).await,
+            Operation::CreateOrUpdateDevice => self.put_device(&request).await,
+            Operation::GetDevice => self.get_device(&request).await,
+            Operation::DeleteDevice => self.delete_device(&request).await,
+            Operation::ListDevices => self.list_devices(&request).await,
+            Operation::DeviceStatistics => {
+                Ok(Response::json(200, &self.registry.statistics().await?))
+            }
+            Operation::BulkDevices => self.bulk(&request).await,
+            Operation::GetTwin => self.get_twin(&request).await,
+            Operation::PatchTwin => self.write_twin(&request, false).await,
+            Operation::ReplaceTwin => self.write_twin(&request, true).await,
+            Operation::DeviceGetTwin => self.device_twin(&request).await,
+            Operation::DeviceUpdateReported => self.update_reported(&request).await,
+            Operation::DeviceGetDesired => self.desired(&request).await,
+            Operation::ListPolicies => self.list_policies().await,
+            Operation::RegeneratePolicyKey => self.regenerate_key(&request).await,
             other => Err(ApiError::new(
                 ErrorCode::ServerError,
                 format!("{other:?} is not served by the registry"),
@@ -63,100 +127,6 @@ impl<R: DeviceRegistry> RegistryHandler<R> {
             .into()),
         }
     }
-
-    async fn create(
-        &self,
-        request: &AuthorizedRequest<'_>,
-        device_id: DeviceId,
-    ) -> Result<ApiGatewayV2httpResponse, HandlerError> {
-        let body = request.http.body()?;
-        if body.is_empty() {
-            return Err(ApiError::new(
-                ErrorCode::ArgumentNull,
-                "the request body must be a device description",
-            )
-            .into());
-        }
-        let description: DeviceDescription = serde_json::from_slice(&body).map_err(|e| {
-            ApiError::bad_request(format!("the device description is not valid: {e}"))
-        })?;
-        if let Some(given) = &description.device_id
-            && *given != device_id
-        {
-            return Err(ApiError::bad_request(format!(
-                "deviceId {given} in the body does not match {device_id} in the path"
-            ))
-            .into());
-        }
-        let (primary_key, secondary_key) = description
-            .keys_or_generate()
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let now = Timestamp::now();
-        let device = Device {
-            device_id,
-            generation_id: new_generation_id(now.datetime()),
-            etag: new_etag(),
-            status: description.status.unwrap_or(DeviceStatus::Enabled),
-            status_reason: description.status_reason.clone(),
-            status_updated_time: now,
-            connection_state_updated_time: Timestamp::NEVER,
-            last_activity_time: Timestamp::NEVER,
-            cloud_to_device_message_count: 0,
-            primary_key,
-            secondary_key,
-            iot_edge: description.capabilities.is_some_and(|c| c.iot_edge),
-        };
-        match self.registry.create_device(&device).await? {
-            CreateOutcome::Created => Ok(device_response(&device)),
-            CreateOutcome::AlreadyExists => Err(ApiError::new(
-                ErrorCode::DeviceAlreadyExists,
-                format!(
-                    "a device with id {} is already registered",
-                    device.device_id
-                ),
-            )
-            .into()),
-        }
-    }
-
-    async fn get(&self, device_id: &DeviceId) -> Result<ApiGatewayV2httpResponse, HandlerError> {
-        match self.registry.get_device(device_id).await? {
-            Some(device) => Ok(device_response(&device)),
-            None => Err(not_found(device_id).into()),
-        }
-    }
-
-    async fn delete(
-        &self,
-        request: &AuthorizedRequest<'_>,
-        device_id: &DeviceId,
-    ) -> Result<ApiGatewayV2httpResponse, HandlerError> {
-        let condition = parse_if_match(request.http.header("if-match"));
-        match self.registry.delete_device(device_id, &condition).await? {
-            DeleteOutcome::Deleted => Ok(Response::empty(204)),
-            DeleteOutcome::NotFound => Err(not_found(device_id).into()),
-            DeleteOutcome::EtagMismatch => Err(ApiError::new(
-                ErrorCode::PreconditionFailed,
-                format!("the etag in If-Match does not match device {device_id}'s current etag"),
-            )
-            .into()),
-        }
-    }
-}
-
-fn device_response(device: &Device) -> ApiGatewayV2httpResponse {
-    Response::with_header(
-        Response::json(200, &device.to_description()),
-        "etag",
-        &format!("\"{}\"", device.etag),
-    )
-}
-
-fn not_found(device_id: &DeviceId) -> ApiError {
-    ApiError::new(
-        ErrorCode::DeviceNotFound,
-        format!("device {device_id} is not registered"),
-    )
 }
 
 #[cfg(test)]

@@ -62,8 +62,8 @@ resource "aws_apigatewayv2_route" "this" {
   api_id             = aws_apigatewayv2_api.this.id
   route_key          = each.key
   target             = "integrations/${aws_apigatewayv2_integration.function[each.value].id}"
-  authorization_type = "CUSTOM"
-  authorizer_id      = aws_apigatewayv2_authorizer.sas.id
+  authorization_type = contains(var.public_routes, each.key) ? "NONE" : "CUSTOM"
+  authorizer_id      = contains(var.public_routes, each.key) ? null : aws_apigatewayv2_authorizer.sas.id
 }
 
 # Each function may be invoked by this API for its own routes only; path parameters become `*`.

@@ -8,6 +8,12 @@ variable "routes" {
   type        = map(string)
 }
 
+variable "public_routes" {
+  description = "Route keys served without the authorizer."
+  type        = list(string)
+  default     = []
+}
+
 variable "functions" {
   description = "Functions that serve routes: key => name and invoke ARN."
   type = map(object({

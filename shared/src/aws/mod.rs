@@ -7,6 +7,7 @@ pub mod kinesis;
 pub mod policies;
 pub mod registry;
 pub mod sqs;
+pub mod twins;
 
 pub use analytics::{DynamoDbAnalyticsStore, DynamoDbRuleStore};
 pub use commands::DynamoDbCommandStore;
@@ -14,6 +15,7 @@ pub use kinesis::KinesisRecordSink;
 pub use policies::DynamoDbPolicyStore;
 pub use registry::DynamoDbDeviceRegistry;
 pub use sqs::SqsQueue;
+pub use twins::DynamoDbTwinStore;
 
 /// Loads the SDK configuration once, at cold start.
 pub async fn sdk_config() -> aws_config::SdkConfig {

@@ -1,19 +1,36 @@
 //! The identity registry in DynamoDB: one item per device, keyed by `deviceId`.
+//!
+//! Two kinds of reserved items share the table, under keys no device can have (device ids never
+//! contain `/`): `/statistics` (device counts, kept in the same transactions as creates, deletes and
+//! status changes) and `/outbox/<eventId>` (lifecycle events written in the same transaction as the
+//! change they describe, deleted once published; the sparse GSI `outbox` finds leftovers).
+
+use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::device::{Device, DeviceStatus};
 use crate::domain::device_id::DeviceId;
+use crate::domain::registry::{LifecycleEvent, RegistryStatistics};
 use crate::domain::sas::SymmetricKey;
 use crate::domain::timestamp::Timestamp;
-use crate::ports::{CreateOutcome, DeleteOutcome, DeviceRegistry, IfMatch, StoreError};
+use crate::ports::{
+    CreateOutcome, DeleteOutcome, DevicePage, DeviceRegistry, StoreError, UpdateOutcome,
+};
+
+const STATISTICS: &str = "/statistics";
+const OUTBOX_SHARD: &str = "0";
 
 #[derive(Clone)]
 pub struct DynamoDbDeviceRegistry {
     client: Client,
     table: String,
+    twins_table: Option<String>,
 }
 
 impl DynamoDbDeviceRegistry {
@@ -21,7 +38,14 @@ impl DynamoDbDeviceRegistry {
         Self {
             client,
             table: table.into(),
+            twins_table: None,
         }
+    }
+
+    /// Deleting a device deletes its twin from this table too.
+    pub fn with_twins_table(mut self, table: impl Into<String>) -> Self {
+        self.twins_table = Some(table.into());
+        self
     }
 }
 
@@ -38,6 +62,7 @@ struct DeviceItem {
     status_updated_time: Timestamp,
     connection_state_updated_time: Timestamp,
     last_activity_time: Timestamp,
+    #[serde(default)]
     cloud_to_device_message_count: u64,
     primary_key: String,
     secondary_key: String,
@@ -95,81 +120,364 @@ impl TryFrom<DeviceItem> for Device {
     }
 }
 
-fn key(id: &DeviceId) -> (String, AttributeValue) {
-    ("deviceId".to_owned(), AttributeValue::S(id.to_string()))
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn parse_device(
+    item: HashMap<String, AttributeValue>,
+    operation: &'static str,
+) -> Result<Device, StoreError> {
+    let item: DeviceItem = serde_dynamo::from_item(item)
+        .map_err(|e| StoreError::new(operation, ItemError::from(e)))?;
+    Device::try_from(item).map_err(|e| StoreError::new(operation, e))
+}
+
+fn status_counts(status: DeviceStatus, sign: i64) -> (i64, i64) {
+    match status {
+        DeviceStatus::Enabled => (sign, 0),
+        DeviceStatus::Disabled => (0, sign),
+    }
+}
+
+/// Whether the first cancellation reason is a failed condition, and whether it came with the
+/// item (the item exists, so the etag differed) or without (no item).
+fn first_condition_failure(
+    error: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError>,
+) -> Option<bool> {
+    match error.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+            let reason = cancelled.cancellation_reasons().first()?;
+            (reason.code() == Some("ConditionalCheckFailed"))
+                .then(|| reason.item().is_some_and(|i| !i.is_empty()))
+        }
+        _ => None,
+    }
+}
+
+impl DynamoDbDeviceRegistry {
+    fn statistics_update(
+        &self,
+        total: i64,
+        enabled: i64,
+        disabled: i64,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("deviceId", s(STATISTICS))
+            .update_expression("ADD totalDeviceCount :total, enabledDeviceCount :enabled, disabledDeviceCount :disabled")
+            .expression_attribute_values(":total", n(total))
+            .expression_attribute_values(":enabled", n(enabled))
+            .expression_attribute_values(":disabled", n(disabled))
+            .build()
+            .map_err(|e| StoreError::new("updating registry statistics", e))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    fn outbox_put(&self, event: &LifecycleEvent) -> Result<TransactWriteItem, StoreError> {
+        const OPERATION: &str = "recording a lifecycle event";
+        let body = serde_json::to_string(event).map_err(|e| StoreError::new(OPERATION, e))?;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .item("deviceId", s(format!("/outbox/{}", event.event_id)))
+            .item("event", s(body))
+            .item("outboxShard", s(OUTBOX_SHARD))
+            .item("createdAt", n(event.operation_timestamp.unix_millis()))
+            .build()
+            .map_err(|e| StoreError::new(OPERATION, e))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
 }
 
 impl DeviceRegistry for DynamoDbDeviceRegistry {
     async fn get_device(&self, id: &DeviceId) -> Result<Option<Device>, StoreError> {
-        let (name, value) = key(id);
+        const OPERATION: &str = "reading a device";
         let output = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key(name, value)
+            .key("deviceId", s(id.to_string()))
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| StoreError::new("reading a device", e))?;
-        let Some(item) = output.item else {
-            return Ok(None);
-        };
-        let item: DeviceItem = serde_dynamo::from_item(item)
-            .map_err(|e| StoreError::new("reading a device", ItemError::from(e)))?;
-        Device::try_from(item)
-            .map(Some)
-            .map_err(|e| StoreError::new("reading a device", e))
+            .map_err(|e| StoreError::new(OPERATION, e))?;
+        output
+            .item
+            .map(|item| parse_device(item, OPERATION))
+            .transpose()
     }
 
-    async fn create_device(&self, device: &Device) -> Result<CreateOutcome, StoreError> {
+    async fn create_device(
+        &self,
+        device: &Device,
+        event: &LifecycleEvent,
+    ) -> Result<CreateOutcome, StoreError> {
+        const OPERATION: &str = "creating a device";
         let item = serde_dynamo::to_item(DeviceItem::from(device))
-            .map_err(|e| StoreError::new("creating a device", e))?;
-        let result = self
-            .client
-            .put_item()
+            .map_err(|e| StoreError::new(OPERATION, e))?;
+        let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(deviceId)")
+            .build()
+            .map_err(|e| StoreError::new(OPERATION, e))?;
+        let (enabled, disabled) = status_counts(device.status, 1);
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(self.statistics_update(1, enabled, disabled)?)
+            .transact_items(self.outbox_put(event)?)
             .send()
             .await;
         match result {
             Ok(_) => Ok(CreateOutcome::Created),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(CreateOutcome::AlreadyExists)
-            }
-            Err(e) => Err(StoreError::new("creating a device", e)),
+            Err(e) if first_condition_failure(&e).is_some() => Ok(CreateOutcome::AlreadyExists),
+            Err(e) => Err(StoreError::new(OPERATION, e)),
+        }
+    }
+
+    async fn update_device(
+        &self,
+        device: &Device,
+        expected_etag: &str,
+        previous_status: DeviceStatus,
+    ) -> Result<UpdateOutcome, StoreError> {
+        const OPERATION: &str = "updating a device";
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key("deviceId", s(device.device_id.to_string()))
+            .update_expression(
+                "SET etag = :etag, #status = :status, statusUpdatedTime = :statusTime, primaryKey = :primary, \
+                 secondaryKey = :secondary, iotEdge = :edge REMOVE statusReason",
+            )
+            .condition_expression("attribute_exists(deviceId) AND etag = :expected")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":etag", s(&device.etag))
+            .expression_attribute_values(":expected", s(expected_etag))
+            .expression_attribute_values(":status", s(if device.is_enabled() { "enabled" } else { "disabled" }))
+            .expression_attribute_values(":statusTime", s(device.status_updated_time.to_string()))
+            .expression_attribute_values(":primary", s(device.primary_key.to_base64()))
+            .expression_attribute_values(":secondary", s(device.secondary_key.to_base64()))
+            .expression_attribute_values(":edge", AttributeValue::Bool(device.iot_edge))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if let Some(reason) = &device.status_reason {
+            update = update
+                .update_expression(
+                    "SET etag = :etag, #status = :status, statusUpdatedTime = :statusTime, primaryKey = :primary, \
+                     secondaryKey = :secondary, iotEdge = :edge, statusReason = :reason",
+                )
+                .expression_attribute_values(":reason", s(reason));
+        }
+        let update = update.build().map_err(|e| StoreError::new(OPERATION, e))?;
+        let mut request = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(update).build());
+        if previous_status != device.status {
+            let (enabled, disabled) = status_counts(device.status, 1);
+            let (was_enabled, was_disabled) = status_counts(previous_status, 1);
+            request = request.transact_items(self.statistics_update(
+                0,
+                enabled - was_enabled,
+                disabled - was_disabled,
+            )?);
+        }
+        match request.send().await {
+            Ok(_) => Ok(UpdateOutcome::Updated),
+            Err(e) => match first_condition_failure(&e) {
+                Some(true) => Ok(UpdateOutcome::EtagMismatch),
+                Some(false) => Ok(UpdateOutcome::NotFound),
+                None => Err(StoreError::new(OPERATION, e)),
+            },
         }
     }
 
     async fn delete_device(
         &self,
-        id: &DeviceId,
-        condition: &IfMatch,
+        device: &Device,
+        expected_etag: &str,
+        event: &LifecycleEvent,
     ) -> Result<DeleteOutcome, StoreError> {
-        let (name, value) = key(id);
+        const OPERATION: &str = "deleting a device";
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .key("deviceId", s(device.device_id.to_string()))
+            .condition_expression("attribute_exists(deviceId) AND etag = :expected")
+            .expression_attribute_values(":expected", s(expected_etag))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(|e| StoreError::new(OPERATION, e))?;
+        let (enabled, disabled) = status_counts(device.status, -1);
         let mut request = self
             .client
-            .delete_item()
-            .table_name(&self.table)
-            .key(name, value)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        request = match condition {
-            IfMatch::Any => request.condition_expression("attribute_exists(deviceId)"),
-            IfMatch::Etag(etag) => request
-                .condition_expression("attribute_exists(deviceId) AND etag = :etag")
-                .expression_attribute_values(":etag", AttributeValue::S(etag.clone())),
-        };
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(delete).build())
+            .transact_items(self.statistics_update(-1, enabled, disabled)?)
+            .transact_items(self.outbox_put(event)?);
+        if let Some(twins) = &self.twins_table {
+            let twin = Delete::builder()
+                .table_name(twins)
+                .key("deviceId", s(device.device_id.to_string()))
+                .build()
+                .map_err(|e| StoreError::new(OPERATION, e))?;
+            request = request.transact_items(TransactWriteItem::builder().delete(twin).build());
+        }
         match request.send().await {
             Ok(_) => Ok(DeleteOutcome::Deleted),
-            Err(e) => match e.as_service_error() {
-                Some(aws_sdk_dynamodb::operation::delete_item::DeleteItemError::ConditionalCheckFailedException(
-                    failed,
-                )) => Ok(if failed.item().is_some() { DeleteOutcome::EtagMismatch } else { DeleteOutcome::NotFound }),
-                _ => Err(StoreError::new("deleting a device", e)),
+            Err(e) => match first_condition_failure(&e) {
+                Some(true) => Ok(DeleteOutcome::EtagMismatch),
+                Some(false) => Ok(DeleteOutcome::NotFound),
+                None => Err(StoreError::new(OPERATION, e)),
             },
+        }
+    }
+
+    async fn list_devices(
+        &self,
+        limit: usize,
+        after: Option<&DeviceId>,
+    ) -> Result<DevicePage, StoreError> {
+        const OPERATION: &str = "listing devices";
+        let mut start = after.map(|id| HashMap::from([("deviceId".to_owned(), s(id.to_string()))]));
+        let mut devices = Vec::with_capacity(limit);
+        // `Limit` counts the items a scan reads, including the reserved ones the filter drops:
+        // scan on until the page is full or the table ends.
+        loop {
+            let wanted = limit.max(1) - devices.len();
+            let output = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("attribute_exists(generationId)")
+                .limit(i32::try_from(wanted).unwrap_or(i32::MAX))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| StoreError::new(OPERATION, e))?;
+            for item in output.items.unwrap_or_default() {
+                devices.push(parse_device(item, OPERATION)?);
+            }
+            start = output.last_evaluated_key;
+            if start.is_none() || devices.len() >= limit.max(1) {
+                break;
+            }
+        }
+        // The scan may stop on a reserved item: its id is as good a place to continue from.
+        let more_after = start
+            .and_then(|key| key.get("deviceId").and_then(|v| v.as_s().ok()).cloned())
+            .map(|id| DeviceId::parse(&id).unwrap_or_else(|_| DeviceId::reserved(&id)));
+        Ok(DevicePage {
+            devices,
+            more_after,
+        })
+    }
+
+    async fn statistics(&self) -> Result<RegistryStatistics, StoreError> {
+        const OPERATION: &str = "reading registry statistics";
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("deviceId", s(STATISTICS))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::new(OPERATION, e))?;
+        let count = |name: &str| {
+            output
+                .item
+                .as_ref()
+                .and_then(|item| item.get(name))
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<i64>().ok())
+                .map_or(0, |v| u64::try_from(v).unwrap_or(0))
+        };
+        Ok(RegistryStatistics {
+            total_device_count: count("totalDeviceCount"),
+            enabled_device_count: count("enabledDeviceCount"),
+            disabled_device_count: count("disabledDeviceCount"),
+        })
+    }
+
+    async fn pending_events(
+        &self,
+        older_than: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<LifecycleEvent>, StoreError> {
+        const OPERATION: &str = "reading the lifecycle event outbox";
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("outbox")
+            .key_condition_expression("outboxShard = :shard AND createdAt <= :older")
+            .expression_attribute_values(":shard", s(OUTBOX_SHARD))
+            .expression_attribute_values(":older", n(older_than.unix_millis()))
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| StoreError::new(OPERATION, e))?;
+        output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| {
+                let body = item
+                    .get("event")
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default();
+                serde_json::from_str(&body).map_err(|e| StoreError::new(OPERATION, e))
+            })
+            .collect()
+    }
+
+    async fn remove_event(&self, event_id: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("deviceId", s(format!("/outbox/{event_id}")))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::new("removing a published lifecycle event", e))
+    }
+}
+
+impl crate::ports::ActivityRecorder for DynamoDbDeviceRegistry {
+    async fn touch(
+        &self,
+        id: &DeviceId,
+        generation_id: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("deviceId", s(id.to_string()))
+            .update_expression("SET lastActivityTime = :at")
+            .condition_expression("generationId = :gen")
+            .expression_attribute_values(":at", s(at.to_string()))
+            .expression_attribute_values(":gen", s(generation_id))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Deleted or registered again meanwhile: nothing to record.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(StoreError::new("recording device activity", e)),
         }
     }
 }

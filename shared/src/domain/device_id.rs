@@ -48,6 +48,12 @@ impl DeviceId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A key of the registry's reserved items (`/statistics`, `/outbox/...`), which no device can
+    /// have; only used as a position to continue a listing from.
+    pub fn reserved(key: &str) -> Self {
+        Self(key.to_owned())
+    }
 }
 
 impl fmt::Display for DeviceId {

@@ -7,5 +7,7 @@ pub mod device;
 pub mod device_id;
 pub mod envelope;
 pub mod policy;
+pub mod registry;
 pub mod sas;
 pub mod timestamp;
+pub mod twin;

@@ -117,7 +117,7 @@ impl AccessPolicy {
 }
 
 /// The policies every hub has, with Azure's default rights.
-pub const BUILT_IN_POLICIES: [(&str, &[Permission]); 4] = [
+pub const BUILT_IN_POLICIES: [(&str, &[Permission]); 5] = [
     (
         "iothubowner",
         &[
@@ -128,6 +128,7 @@ pub const BUILT_IN_POLICIES: [(&str, &[Permission]); 4] = [
         ],
     ),
     ("service", &[Permission::ServiceConnect]),
+    ("device", &[Permission::DeviceConnect]),
     ("registryRead", &[Permission::RegistryRead]),
     (
         "registryReadWrite",
@@ -166,6 +167,7 @@ mod tests {
         };
         assert_eq!(rights("iothubowner").iter().count(), 4);
         assert_eq!(rights("service"), Rights::of(&[Permission::ServiceConnect]));
+        assert_eq!(rights("device"), Rights::of(&[Permission::DeviceConnect]));
         assert!(!rights("registryRead").contains(Permission::RegistryWrite));
         assert!(rights("registryReadWrite").contains(Permission::RegistryWrite));
     }

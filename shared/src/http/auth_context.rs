@@ -15,6 +15,9 @@ use crate::authz::Principal;
 use crate::domain::device_id::DeviceId;
 use crate::error::ApiError;
 
+/// Context field with the device's `lastActivityTime` (ms since the epoch) as the authorizer read it.
+pub const LAST_ACTIVITY_FIELD: &str = "lastActivity";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthContext {
     Allow(Principal),

@@ -18,7 +18,7 @@ use crate::error::{ApiError, Chain, ErrorCode};
 use crate::ports::StoreError;
 use crate::routes::{PathParams, Route};
 
-pub use auth_context::AuthContext;
+pub use auth_context::{AuthContext, LAST_ACTIVITY_FIELD};
 
 /// A read-only view of an API Gateway request with the accessors handlers need.
 pub struct HttpRequest<'a> {
@@ -85,6 +85,18 @@ impl<'a> HttpRequest<'a> {
         }
     }
 
+    /// The route this request was matched to.
+    pub fn route(&self) -> Option<&'static Route> {
+        Route::by_key(self.route_key())
+    }
+
+    /// The device's last activity as the authorizer read it, if it passed one.
+    pub fn last_activity(&self) -> Option<Timestamp> {
+        let fields = &self.inner.request_context.authorizer.as_ref()?.fields;
+        let millis = fields.get(LAST_ACTIVITY_FIELD)?.as_str()?.parse().ok()?;
+        Timestamp::from_unix_millis(millis)
+    }
+
     /// Finds the route, reads the authorizer's verdict and checks access again (defence in depth:
     /// the authorizer already applied the same rule).
     pub fn authorize(self) -> Result<AuthorizedRequest<'a>, ApiError> {
@@ -107,6 +119,36 @@ impl<'a> HttpRequest<'a> {
             principal,
             device_id,
         })
+    }
+}
+
+/// How often a device's `lastActivityTime` is written at most.
+pub const ACTIVITY_INTERVAL_MS: i64 = 60_000;
+
+/// Records a device's activity unless the authorizer saw a recent enough one; failures are
+/// logged, never passed on (activity is informational).
+pub async fn record_activity<A: crate::ports::ActivityRecorder>(
+    activity: &A,
+    request: &AuthorizedRequest<'_>,
+) {
+    let Principal::Device {
+        device_id,
+        generation_id,
+        ..
+    } = &request.principal
+    else {
+        return;
+    };
+    let now = Timestamp::now();
+    if request
+        .http
+        .last_activity()
+        .is_some_and(|seen| now.unix_millis() - seen.unix_millis() < ACTIVITY_INTERVAL_MS)
+    {
+        return;
+    }
+    if let Err(error) = activity.touch(device_id, generation_id, now).await {
+        tracing::warn!(device = %device_id, error = %Chain(&error), "cannot record device activity");
     }
 }
 
@@ -161,6 +203,17 @@ impl Response {
         let mut response = Self::empty(status);
         // Serializing the hub's own response types cannot fail.
         response.body = Some(Body::Text(serde_json::to_string(value).unwrap_or_default()));
+        response.headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        response
+    }
+
+    /// A JSON document the hub already holds as text (e.g. the OpenAPI description).
+    pub fn json_text(status: u16, body: &str) -> ApiGatewayV2httpResponse {
+        let mut response = Self::empty(status);
+        response.body = Some(Body::Text(body.to_owned()));
         response.headers.insert(
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/json; charset=utf-8"),

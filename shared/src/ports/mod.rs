@@ -3,9 +3,13 @@
 
 use std::future::Future;
 
-use crate::domain::device::Device;
+use crate::domain::device::{Device, DeviceStatus};
 use crate::domain::device_id::DeviceId;
 use crate::domain::policy::AccessPolicy;
+use crate::domain::registry::{LifecycleEvent, RegistryStatistics};
+use crate::domain::sas::SymmetricKey;
+use crate::domain::timestamp::Timestamp;
+use crate::domain::twin::Twin;
 
 /// A failure of the storage or streaming service behind a port (throttling, network, service
 /// error). Callers answer 503 so the client retries; the cause chain is logged once.
@@ -49,7 +53,23 @@ pub enum DeleteOutcome {
     EtagMismatch,
 }
 
-/// The identity registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateOutcome {
+    Updated,
+    NotFound,
+    EtagMismatch,
+}
+
+/// A page of devices and, if more follow, the last device of the page (the next page starts
+/// after it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevicePage {
+    pub devices: Vec<Device>,
+    pub more_after: Option<DeviceId>,
+}
+
+/// The identity registry. Creating, updating (status) and deleting keep the statistics and
+/// record lifecycle events in the same transaction; the events wait in an outbox until published.
 pub trait DeviceRegistry: Send + Sync {
     /// Reads a device with strong consistency: a deleted or disabled device must stop
     /// authenticating at once.
@@ -57,16 +77,89 @@ pub trait DeviceRegistry: Send + Sync {
         &self,
         id: &DeviceId,
     ) -> impl Future<Output = Result<Option<Device>, StoreError>> + Send;
+
     /// Creates a device unless one with the same id exists.
     fn create_device(
         &self,
         device: &Device,
+        event: &LifecycleEvent,
     ) -> impl Future<Output = Result<CreateOutcome, StoreError>> + Send;
+
+    /// Replaces a device's identity fields (not its queue head or activity) if its etag is still
+    /// `expected_etag`.
+    fn update_device(
+        &self,
+        device: &Device,
+        expected_etag: &str,
+        previous_status: DeviceStatus,
+    ) -> impl Future<Output = Result<UpdateOutcome, StoreError>> + Send;
+
+    /// Deletes a device (and its twin) if its etag is still `expected_etag`.
     fn delete_device(
         &self,
-        id: &DeviceId,
-        condition: &IfMatch,
+        device: &Device,
+        expected_etag: &str,
+        event: &LifecycleEvent,
     ) -> impl Future<Output = Result<DeleteOutcome, StoreError>> + Send;
+
+    /// Devices in storage order, at most `limit`, after the device `after`.
+    fn list_devices(
+        &self,
+        limit: usize,
+        after: Option<&DeviceId>,
+    ) -> impl Future<Output = Result<DevicePage, StoreError>> + Send;
+
+    fn statistics(&self) -> impl Future<Output = Result<RegistryStatistics, StoreError>> + Send;
+
+    /// Lifecycle events written before `older_than` and not yet published.
+    fn pending_events(
+        &self,
+        older_than: Timestamp,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<LifecycleEvent>, StoreError>> + Send;
+
+    /// Removes a published event from the outbox.
+    fn remove_event(&self, event_id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Records that a device was active (Azure's `lastActivityTime`).
+pub trait ActivityRecorder: Send + Sync {
+    /// Records activity (`lastActivityTime`) of a device generation, if later than the stored one.
+    fn touch(
+        &self,
+        id: &DeviceId,
+        generation_id: &str,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TwinWrite {
+    Written,
+    /// The twin changed since it was read.
+    Conflict,
+}
+
+/// Device twins, one per device id (a twin of an older generation counts as absent).
+pub trait TwinStore: Send + Sync {
+    fn get_twin(
+        &self,
+        id: &DeviceId,
+    ) -> impl Future<Output = Result<Option<Twin>, StoreError>> + Send;
+    /// Writes `twin` if the stored one still has `expected_version` (`None`: none stored, or one
+    /// of another generation).
+    fn put_twin(
+        &self,
+        id: &DeviceId,
+        twin: &Twin,
+        expected: Option<(u64, &str)>,
+    ) -> impl Future<Output = Result<TwinWrite, StoreError>> + Send;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySlot {
+    Primary,
+    Secondary,
 }
 
 /// Shared access policies and their keys.
@@ -75,6 +168,15 @@ pub trait PolicyStore: Send + Sync {
         &self,
         name: &str,
     ) -> impl Future<Output = Result<Option<AccessPolicy>, StoreError>> + Send;
+    fn list_policies(&self) -> impl Future<Output = Result<Vec<AccessPolicy>, StoreError>> + Send;
+    /// Replaces one key of a policy; the other keeps working, so clients move over without
+    /// downtime. `false` if there is no such policy.
+    fn set_key(
+        &self,
+        name: &str,
+        slot: KeySlot,
+        key: &SymmetricKey,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// One record for the telemetry stream.

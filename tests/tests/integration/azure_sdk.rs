@@ -115,6 +115,7 @@ async fn azure_node_sdks_register_and_send_over_https() {
         hub_tests::send_command(&shared.http(), &device_id, "set-interval 30", &headers).await;
     assert_eq!(sent.status().as_u16(), 202);
     let received = run_phase("receive").await;
+    let registry = run_phase("registry").await;
     gateway.shutdown();
     assert_eq!(received["body"], "set-interval 30");
     assert_eq!(received["messageId"], "node-c2d");
@@ -125,4 +126,43 @@ async fn azure_node_sdks_register_and_send_over_https() {
         hub_shared::domain::command::Outcome::Success,
         "completed by the Azure SDK"
     );
+
+    // The service SDK's Registry manages devices and twins unchanged.
+    assert_eq!(
+        registry["updated"],
+        serde_json::json!({"status": "disabled", "statusReason": "sdk", "etagChanged": true})
+    );
+    let first = format!("{device_id}-1");
+    assert_eq!(registry["bulkAdd"]["isSuccessful"], false);
+    assert_eq!(registry["bulkAdd"]["errors"][0]["deviceId"], first.as_str());
+    assert_eq!(
+        registry["bulkAdd"]["errors"][0]["errorCode"],
+        "DeviceAlreadyExists"
+    );
+    assert_eq!(
+        registry["bulkAdd"]["errors"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(
+        registry["bulkUpdate"]["errors"][0]["errorCode"],
+        "PreconditionFailed"
+    );
+    assert_eq!(registry["bulkForcedUpdate"]["isSuccessful"], true);
+    assert_eq!(registry["thirdStatus"], "disabled");
+    assert_eq!(
+        registry["listed"],
+        serde_json::json!({"isArray": true, "allHaveIds": true})
+    );
+    assert!(registry["statistics"]["totalDeviceCount"].as_u64() >= Some(3));
+    assert_eq!(registry["twinBefore"]["version"], 1);
+    assert_eq!(registry["twinAfter"]["version"], 2);
+    assert_eq!(registry["twinAfter"]["tags"]["site"], "sdk");
+    assert_eq!(registry["twinAfter"]["rate"], 3);
+    assert_eq!(
+        registry["staleTwinUpdate"], "InvalidEtagError",
+        "the SDK's name for a 412"
+    );
+    assert_eq!(registry["bulkRemove"]["isSuccessful"], true);
+    assert_eq!(registry["afterDelete"], "DeviceNotFoundError");
+    assert_eq!(registry["secondAfterRemove"], "DeviceNotFoundError");
 }

@@ -100,9 +100,13 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
         .collect();
     assert_eq!(routes, expected);
     for route in resources(&plan, "aws_apigatewayv2_route") {
+        let key = route["route_key"].as_str().unwrap();
+        let public = hub_shared::routes::Route::by_key(key)
+            .is_some_and(|r| r.access == hub_shared::routes::Access::Public);
+        let expected = if public { "NONE" } else { "CUSTOM" };
         assert_eq!(
-            route["authorization_type"], "CUSTOM",
-            "every route goes through the authorizer"
+            route["authorization_type"], expected,
+            "{key}: every non-public route goes through the authorizer"
         );
     }
     let [authorizer] = resources(&plan, "aws_apigatewayv2_authorizer")
@@ -185,8 +189,26 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
         resources(&plan, "aws_cloudwatch_event_rule")[0]["schedule_expression"],
         "rate(1 minute)"
     );
+    assert_eq!(
+        resources(&plan, "aws_cloudwatch_event_target").len(),
+        2,
+        "the sweep runs the commands and registry functions"
+    );
     let queues = resources(&plan, "aws_sqs_queue");
-    assert_eq!(queues.len(), 7);
+    assert_eq!(queues.len(), 8);
+    let tables: BTreeSet<String> = resources(&plan, "aws_dynamodb_table")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .map(|n| {
+            n.rsplit_once('-')
+                .map_or(n, |(_, suffix)| suffix)
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        tables.contains("twins") && tables.contains("registry"),
+        "{tables:?}"
+    );
     assert!(
         queues.iter().all(|q| q["sqs_managed_sse_enabled"] == true),
         "queues are encrypted"

@@ -14,5 +14,5 @@ stop: ## Stop the local LocalStack
 lambdas: ## Release Lambda packages (target/lambda/*/bootstrap.zip)
 	scripts/build-lambdas.sh
 
-bench: ## Criterion benchmark of the ingest hot path
+bench: ## Criterion benchmark of the ingest hot path (load tools: `hub-local bench-c2d|bench-analytics|bench-twins`)
 	cargo bench -p hub-ingest --bench ingest_hot_path

@@ -28,8 +28,8 @@ locals {
 # DynamoDB encrypts every table at rest with an AWS-owned key; a KMS key would add cost and
 # latency without changing who can read the data (IAM decides that).
 
-# Besides one item per device, the registry table holds `/statistics` (device counts kept in the
-# same transactions as the changes) and `/outbox/<eventId>` (lifecycle events written with the
+# Besides one item per device, the registry table holds `/statistics/<shard>` (device counts kept
+# in the same transactions as the changes, sharded so concurrent writers rarely conflict) and `/outbox/<eventId>` (lifecycle events written with the
 # change they describe, deleted once published; the sparse `outbox` index finds leftovers).
 resource "aws_dynamodb_table" "registry" {
   name                        = "${var.name_prefix}-registry"
@@ -163,6 +163,12 @@ module "authorize" {
   }
 }
 
+locals {
+  # Functions serving long polls (?waitSeconds, at most 20: C2D receive, desired properties) must
+  # fit one in an invocation.
+  long_poll_timeout_seconds = max(var.lambda_timeout_seconds, 25)
+}
+
 module "registry" {
   source = "./modules/lambda_function"
 
@@ -171,7 +177,7 @@ module "registry" {
   create_function    = var.deploy_compute
   architecture       = var.lambda_architecture
   memory_mb          = var.lambda_memory_mb
-  timeout_seconds    = var.lambda_timeout_seconds
+  timeout_seconds    = local.long_poll_timeout_seconds
   log_retention_days = var.log_retention_days
   environment = merge(local.common_environment, {
     HUB_REGISTRY_TABLE            = aws_dynamodb_table.registry.name
@@ -181,7 +187,7 @@ module "registry" {
   })
   policy_statements = {
     ManageDevices = {
-      actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Scan"]
+      actions   = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Scan"]
       resources = [aws_dynamodb_table.registry.arn]
     }
     Outbox = {
@@ -290,7 +296,7 @@ module "command_requests" {
   source = "./modules/queue"
   name   = "${var.name_prefix}-command-requests"
   # Lambda's guidance for SQS sources: at least six times the function timeout.
-  visibility_timeout_seconds = 6 * local.commands_timeout_seconds
+  visibility_timeout_seconds = 6 * local.long_poll_timeout_seconds
   dead_letter_arn            = module.command_requests_dead_letter.arn
   max_receive_count          = var.command_requests_max_receive_count
 }
@@ -306,11 +312,6 @@ module "c2d_dead_letter" {
   retention_seconds = 1209600
 }
 
-locals {
-  # Long polls (?waitSeconds, at most 20) must fit in one invocation.
-  commands_timeout_seconds = max(var.lambda_timeout_seconds, 25)
-}
-
 module "commands" {
   source = "./modules/lambda_function"
 
@@ -319,7 +320,7 @@ module "commands" {
   create_function    = var.deploy_compute
   architecture       = var.lambda_architecture
   memory_mb          = var.lambda_memory_mb
-  timeout_seconds    = local.commands_timeout_seconds
+  timeout_seconds    = local.long_poll_timeout_seconds
   log_retention_days = var.log_retention_days
   environment = merge(local.common_environment, {
     HUB_REGISTRY_TABLE            = aws_dynamodb_table.registry.name

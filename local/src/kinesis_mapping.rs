@@ -64,7 +64,8 @@ pub async fn run(hub: Arc<Hub>, options: KinesisMappingOptions) {
             }
         }
     };
-    let checkpoints = Arc::new(Checkpoints::load(options.checkpoint_file.clone()));
+    let stream = stream_identity(&hub).await;
+    let checkpoints = Arc::new(Checkpoints::load(options.checkpoint_file.clone(), &stream));
     let mut readers = JoinSet::new();
     for shard in shards {
         let reader = ShardReader {
@@ -78,36 +79,94 @@ pub async fn run(hub: Arc<Hub>, options: KinesisMappingOptions) {
     while readers.join_next().await.is_some() {}
 }
 
+/// The stream's ARN and creation time: a LocalStack restart re-creates the stream under the same
+/// name, and positions in the old one mean nothing in the new one.
+async fn stream_identity(hub: &Hub) -> String {
+    match hub
+        .kinesis
+        .describe_stream_summary()
+        .stream_name(&hub.telemetry_stream)
+        .send()
+        .await
+    {
+        Ok(output) => output
+            .stream_description_summary
+            .map_or_else(String::new, |summary| {
+                format!(
+                    "{} created {}",
+                    summary.stream_arn, summary.stream_creation_timestamp
+                )
+            }),
+        Err(error) => {
+            tracing::warn!(error = %hub_shared::error::Chain(&error), "cannot describe the telemetry stream; its saved positions are not trusted");
+            String::new()
+        }
+    }
+}
+
 /// This gateway's position in each shard (the emulator's own state, not the function's).
 struct Checkpoints {
     file: Option<PathBuf>,
-    positions: std::sync::Mutex<BTreeMap<String, String>>,
+    saved: std::sync::Mutex<SavedCheckpoints>,
+}
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct SavedCheckpoints {
+    /// The stream these positions belong to (see [`stream_identity`]).
+    stream: String,
+    positions: BTreeMap<String, String>,
 }
 
 impl Checkpoints {
-    fn load(file: Option<PathBuf>) -> Self {
-        let positions = file
+    fn load(file: Option<PathBuf>, stream: &str) -> Self {
+        let saved: Option<SavedCheckpoints> = file
             .as_ref()
             .and_then(|path| std::fs::read_to_string(path).ok())
-            .and_then(|text| serde_json::from_str(&text).ok())
-            .unwrap_or_default();
+            .and_then(|text| serde_json::from_str(&text).ok());
+        let positions = match saved {
+            Some(saved) if !stream.is_empty() && saved.stream == stream => saved.positions,
+            Some(_) => {
+                tracing::info!(
+                    "the telemetry stream is not the one of the saved positions; reading it from the start"
+                );
+                BTreeMap::new()
+            }
+            None => BTreeMap::new(),
+        };
         Self {
             file,
-            positions: std::sync::Mutex::new(positions),
+            saved: std::sync::Mutex::new(SavedCheckpoints {
+                stream: stream.to_owned(),
+                positions,
+            }),
         }
     }
 
+    /// Forgets a shard's position that the stream no longer knows (it starts from the oldest).
+    fn forget(&self, shard: &str) {
+        let mut saved = self.saved.lock().unwrap_or_else(|p| p.into_inner());
+        saved.positions.remove(shard);
+        self.save(&saved);
+    }
+
     fn get(&self, shard: &str) -> Option<String> {
-        self.positions
+        self.saved
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .positions
             .get(shard)
             .cloned()
     }
 
     fn set(&self, shard: &str, sequence_number: &str) {
-        let mut positions = self.positions.lock().unwrap_or_else(|p| p.into_inner());
-        positions.insert(shard.to_owned(), sequence_number.to_owned());
+        let mut saved = self.saved.lock().unwrap_or_else(|p| p.into_inner());
+        saved
+            .positions
+            .insert(shard.to_owned(), sequence_number.to_owned());
+        self.save(&saved);
+    }
+
+    fn save(&self, saved: &SavedCheckpoints) {
         if let Some(path) = &self.file {
             let written = path
                 .parent()
@@ -115,7 +174,7 @@ impl Checkpoints {
                 .and_then(|()| {
                     std::fs::write(
                         path,
-                        serde_json::to_string_pretty(&*positions).unwrap_or_default(),
+                        serde_json::to_string_pretty(saved).unwrap_or_default(),
                     )
                 });
             if let Err(error) = written {
@@ -140,7 +199,8 @@ impl ShardReader {
             .get_shard_iterator()
             .stream_name(&self.hub.telemetry_stream)
             .shard_id(&self.shard_id);
-        request = match self.checkpoints.get(&self.shard_id) {
+        let checkpoint = self.checkpoints.get(&self.shard_id);
+        request = match checkpoint.clone() {
             Some(sequence) => request
                 .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
                 .starting_sequence_number(sequence),
@@ -152,7 +212,16 @@ impl ShardReader {
         match request.send().await {
             Ok(output) => output.shard_iterator,
             Err(error) => {
-                tracing::warn!(shard = self.shard_id, error = %hub_shared::error::Chain(&error), "cannot get a shard iterator");
+                let unknown_position = checkpoint.is_some()
+                    && error.as_service_error().is_some_and(|e| {
+                        e.is_resource_not_found_exception() || e.is_invalid_argument_exception()
+                    });
+                if unknown_position {
+                    tracing::warn!(shard = self.shard_id, error = %hub_shared::error::Chain(&error), "the saved position is not in the stream; reading the shard from the start");
+                    self.checkpoints.forget(&self.shard_id);
+                } else {
+                    tracing::warn!(shard = self.shard_id, error = %hub_shared::error::Chain(&error), "cannot get a shard iterator");
+                }
                 None
             }
         }
@@ -335,5 +404,40 @@ impl ShardReader {
             })
             .collect();
         json!({ "Records": records })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_survive_a_restart_but_not_a_recreated_stream() {
+        let dir = std::env::temp_dir().join(format!("hub-mapping-{}", uuid::Uuid::new_v4()));
+        let file = dir.join("kinesis-mapping.json");
+        let first = Checkpoints::load(Some(file.clone()), "arn:stream created 1");
+        first.set("shard-0", "42");
+        first.set("shard-1", "7");
+
+        let restarted = Checkpoints::load(Some(file.clone()), "arn:stream created 1");
+        assert_eq!(restarted.get("shard-0").as_deref(), Some("42"));
+        restarted.forget("shard-0");
+        let after_forget = Checkpoints::load(Some(file.clone()), "arn:stream created 1");
+        assert_eq!(after_forget.get("shard-0"), None);
+        assert_eq!(after_forget.get("shard-1").as_deref(), Some("7"));
+
+        let recreated = Checkpoints::load(Some(file.clone()), "arn:stream created 2");
+        assert_eq!(
+            recreated.get("shard-1"),
+            None,
+            "positions of another stream"
+        );
+        let unknown = Checkpoints::load(Some(file), "");
+        assert_eq!(
+            unknown.get("shard-1"),
+            None,
+            "an unknown stream trusts nothing"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

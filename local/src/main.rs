@@ -59,6 +59,15 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         batching_window_ms: u64,
     },
+    /// Measure device twin operations and desired-change notification through an in-process
+    /// gateway, and count DynamoDB calls.
+    BenchTwins {
+        #[arg(long, default_value_t = 200)]
+        rounds: usize,
+        /// Desired changes a waiting device is timed on.
+        #[arg(long, default_value_t = 50)]
+        notifications: usize,
+    },
     /// Print the connection string of a device or a shared access policy.
     ConnectionString {
         #[command(flatten)]
@@ -166,6 +175,16 @@ async fn run(command: Command) -> Result<(), CliError> {
             .print();
         return Ok(());
     }
+    if let Command::BenchTwins {
+        rounds,
+        notifications,
+    } = &command
+    {
+        hub_local::bench::twins((*rounds).max(1), (*notifications).max(1))
+            .await?
+            .print();
+        return Ok(());
+    }
     if let Command::BenchC2d { messages, ack } = &command {
         hub_local::bench::c2d((*messages).max(1), ack)
             .await?
@@ -210,7 +229,9 @@ async fn run(command: Command) -> Result<(), CliError> {
             println!("{text}");
             Ok(())
         }
-        Command::BenchC2d { .. } | Command::BenchAnalytics { .. } => Ok(()),
+        Command::BenchC2d { .. } | Command::BenchAnalytics { .. } | Command::BenchTwins { .. } => {
+            Ok(())
+        }
     }
 }
 

@@ -24,7 +24,8 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    fn delay(&self, attempt: u32) -> Duration {
+    /// How long to wait before attempt `attempt + 1`: capped exponential, full jitter.
+    pub fn delay(&self, attempt: u32) -> Duration {
         let ceiling = self
             .base_delay
             .saturating_mul(1 << attempt.min(16))

@@ -366,9 +366,8 @@ impl Route {
     }
 
     /// Matches a request path (without query) against this route's template, as API Gateway does:
-    /// literal segments exactly, `{name}` one non-empty segment.
-    /// Matches a path to this route's template; one trailing slash is ignored, as API Gateway
-    /// ignores it (Azure's SDKs list devices at `/devices/`).
+    /// literal segments exactly, `{name}` one non-empty segment, one trailing slash ignored
+    /// (Azure's SDKs list devices at `/devices/`).
     pub fn match_path(&self, raw_path: &str) -> Option<PathParams> {
         let raw_path = match raw_path.strip_suffix('/') {
             Some(trimmed) if !trimmed.is_empty() => trimmed,
@@ -499,6 +498,39 @@ mod tests {
             .map(|r| r.key.to_owned())
             .collect();
         assert_eq!(deployed.public, public, "public routes disagree");
+    }
+
+    /// The route table of `docs/registry.md`, rendered from `ROUTES`.
+    fn permission_table() -> String {
+        let mut table =
+            String::from("| Route | Function | Who may call it |\n| --- | --- | --- |\n");
+        for route in ROUTES {
+            let who = match route.access {
+                Access::Device => {
+                    "the device in the path (its own key), or a policy with `DeviceConnect`"
+                        .to_owned()
+                }
+                Access::Service(permission) => format!("a policy with `{permission}`"),
+                Access::Owner => "a policy with every permission (`iothubowner`)".to_owned(),
+                Access::Public => "anyone, no token".to_owned(),
+            };
+            table.push_str(&format!(
+                "| `{}` | {} | {who} |\n",
+                route.key,
+                route.function.name()
+            ));
+        }
+        table
+    }
+
+    #[test]
+    fn the_documented_permissions_are_the_enforced_ones() {
+        let doc = include_str!("../../docs/registry.md");
+        let table = permission_table();
+        assert!(
+            doc.contains(&table),
+            "docs/registry.md must hold this table, as enforced:\n{table}"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use hub_shared::authz::Principal;
@@ -763,6 +764,72 @@ async fn devices_read_their_twin_report_and_wait_for_desired_changes() {
         let response = handler.handle_http(&desired(since, wait)).await;
         assert_error(&response, 400, "ArgumentInvalid");
     }
+}
+
+fn wait_for_desired(since: u64, generation: &str) -> ApiGatewayV2httpRequest {
+    RequestBuilder::new(
+        "GET /devices/{id}/twin/properties/desired",
+        "/devices/dev1/twin/properties/desired",
+        &device_token("dev1", generation),
+    )
+    .query(&[("sinceVersion", &since.to_string()), ("waitSeconds", "20")])
+    .build()
+}
+
+// Paused time: the waiter's re-reads happen at exact virtual instants, so "it was waiting when the
+// change came" and "it woke on the change, not at its deadline" are facts, not races.
+#[tokio::test(start_paused = true)]
+async fn a_waiting_device_wakes_on_the_first_change_of_a_never_written_twin() {
+    let handler = Arc::new(handler());
+    let (_, created) = call(&handler, put("dev1", "{}")).await;
+    let generation = created["generationId"].as_str().unwrap().to_owned();
+    let started = tokio::time::Instant::now();
+    let waiter = {
+        let handler = Arc::clone(&handler);
+        let request = wait_for_desired(1, &generation);
+        tokio::spawn(async move { call(&handler, request).await })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!waiter.is_finished(), "nothing changed yet: still waiting");
+    let (status, _) = call(
+        &handler,
+        patch_twin("dev1", &json!({"properties": {"desired": {"rate": 1}}})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, desired) = waiter.await.unwrap();
+    assert_eq!((status, &desired["rate"]), (200, &json!(1)));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "woke within a re-read of the change, not at the deadline"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_ends_when_the_device_is_recreated() {
+    let handler = Arc::new(handler());
+    let (_, created) = call(&handler, put("dev1", "{}")).await;
+    let generation = created["generationId"].as_str().unwrap().to_owned();
+    let waiter = {
+        let handler = Arc::clone(&handler);
+        let request = wait_for_desired(1, &generation);
+        tokio::spawn(async move { call(&handler, request).await })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let delete = RequestBuilder::new("DELETE /devices/{id}", "/devices/dev1", &owner()).build();
+    assert_eq!(call(&handler, delete).await.0, 204);
+    assert_eq!(call(&handler, put("dev1", "{}")).await.0, 200);
+    let (status, _) = call(
+        &handler,
+        patch_twin("dev1", &json!({"properties": {"desired": {"rate": 2}}})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = waiter.await.unwrap();
+    assert_eq!(
+        status, 404,
+        "the new device's twin is not the waiter's: {body}"
+    );
 }
 
 #[tokio::test]

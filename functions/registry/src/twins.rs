@@ -269,8 +269,8 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender> RegistryHa
         };
         let deadline = tokio::time::Instant::now() + wait;
         let mut pause = Duration::from_millis(100);
+        let (device, mut twin, _) = self.device_and_twin(&device_id).await?;
         loop {
-            let (_, twin, _) = self.device_and_twin(&device_id).await?;
             if since.is_none_or(|version| twin.desired.version > version) {
                 return Ok(Response::json(200, &twin.desired.to_json()));
             }
@@ -280,6 +280,14 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender> RegistryHa
             }
             tokio::time::sleep(pause.min(deadline - now)).await;
             pause = (pause * 2).min(Duration::from_secs(1));
+            // Only the twin is read again: one read per wake-up. A twin of another generation
+            // means the device was deleted and re-created: this wait is over. (A twin never
+            // written is absent; so is a deleted device's, whose next request fails its auth.)
+            match self.twins.get_twin(&device_id).await? {
+                Some(stored) if stored.generation_id == device.generation_id => twin = stored,
+                Some(_) => return Err(not_found(&device_id).into()),
+                None => {}
+            }
         }
     }
 }

@@ -1,16 +1,18 @@
 //! The identity registry in DynamoDB: one item per device, keyed by `deviceId`.
 //!
 //! Two kinds of reserved items share the table, under keys no device can have (device ids never
-//! contain `/`): `/statistics` (device counts, kept in the same transactions as creates, deletes and
-//! status changes) and `/outbox/<eventId>` (lifecycle events written in the same transaction as the
+//! contain `/`): `/statistics/<shard>` (device counts, kept in the same transactions as creates,
+//! deletes and status changes) and `/outbox/<eventId>` (lifecycle events written in the same transaction as the
 //! change they describe, deleted once published; the sparse GSI `outbox` finds leftovers).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    AttributeValue, Delete, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
 };
 use serde::{Deserialize, Serialize};
 
@@ -22,8 +24,18 @@ use crate::domain::timestamp::Timestamp;
 use crate::ports::{
     CreateOutcome, DeleteOutcome, DevicePage, DeviceRegistry, StoreError, UpdateOutcome,
 };
+use crate::publish::RetryPolicy;
 
-const STATISTICS: &str = "/statistics";
+/// Every create and delete adds to a statistics counter in its transaction. DynamoDB cancels
+/// concurrent transactions on one item (`TransactionConflict`), so the counts are spread over
+/// shards, each write picking one at random, and a read sums them.
+const STATISTICS_SHARDS: u8 = 16;
+/// For transactions cancelled only because another one held an item they write.
+const CONFLICT_RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: 4,
+    base_delay: Duration::from_millis(10),
+    max_delay: Duration::from_millis(200),
+};
 const OUTBOX_SHARD: &str = "0";
 
 #[derive(Clone)]
@@ -159,6 +171,61 @@ fn first_condition_failure(
     }
 }
 
+fn statistics_key(shard: u8) -> String {
+    format!("/statistics/{shard}")
+}
+
+fn rand_shard() -> u8 {
+    uuid::Uuid::new_v4().as_bytes()[0] % STATISTICS_SHARDS
+}
+
+/// True when DynamoDB cancelled a transaction only because of concurrent transactions (no
+/// condition failed): trying again is the documented remedy.
+fn conflicted(error: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError>) -> bool {
+    match error.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => only_conflicts(
+            cancelled
+                .cancellation_reasons()
+                .iter()
+                .map(|reason| reason.code()),
+        ),
+        _ => false,
+    }
+}
+
+/// Cancellation reason codes, one per item: `None` (or "None") for items that were fine.
+fn only_conflicts<'a>(codes: impl Iterator<Item = Option<&'a str>> + Clone) -> bool {
+    codes
+        .clone()
+        .any(|code| code == Some("TransactionConflict"))
+        && codes
+            .into_iter()
+            .all(|code| matches!(code, Some("TransactionConflict" | "None") | None))
+}
+
+type TransactWrite =
+    aws_sdk_dynamodb::operation::transact_write_items::builders::TransactWriteItemsFluentBuilder;
+
+/// Sends a write transaction, trying again (rebuilt from the same request, so the same
+/// conditions) while it only conflicts with others.
+async fn send_transaction(
+    request: TransactWrite,
+) -> Result<
+    aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput,
+    aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError>,
+> {
+    let mut attempt = 1;
+    loop {
+        match request.clone().send().await {
+            Err(error) if attempt < CONFLICT_RETRY.max_attempts && conflicted(&error) => {
+                tokio::time::sleep(CONFLICT_RETRY.delay(attempt)).await;
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
 impl DynamoDbDeviceRegistry {
     fn statistics_update(
         &self,
@@ -168,7 +235,7 @@ impl DynamoDbDeviceRegistry {
     ) -> Result<TransactWriteItem, StoreError> {
         let update = Update::builder()
             .table_name(&self.table)
-            .key("deviceId", s(STATISTICS))
+            .key("deviceId", s(statistics_key(rand_shard())))
             .update_expression("ADD totalDeviceCount :total, enabledDeviceCount :enabled, disabledDeviceCount :disabled")
             .expression_attribute_values(":total", n(total))
             .expression_attribute_values(":enabled", n(enabled))
@@ -226,15 +293,13 @@ impl DeviceRegistry for DynamoDbDeviceRegistry {
             .build()
             .map_err(|e| StoreError::new(OPERATION, e))?;
         let (enabled, disabled) = status_counts(device.status, 1);
-        let result = self
+        let request = self
             .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(put).build())
             .transact_items(self.statistics_update(1, enabled, disabled)?)
-            .transact_items(self.outbox_put(event)?)
-            .send()
-            .await;
-        match result {
+            .transact_items(self.outbox_put(event)?);
+        match send_transaction(request).await {
             Ok(_) => Ok(CreateOutcome::Created),
             Err(e) if first_condition_failure(&e).is_some() => Ok(CreateOutcome::AlreadyExists),
             Err(e) => Err(StoreError::new(OPERATION, e)),
@@ -287,7 +352,7 @@ impl DeviceRegistry for DynamoDbDeviceRegistry {
                 disabled - was_disabled,
             )?);
         }
-        match request.send().await {
+        match send_transaction(request).await {
             Ok(_) => Ok(UpdateOutcome::Updated),
             Err(e) => match first_condition_failure(&e) {
                 Some(true) => Ok(UpdateOutcome::EtagMismatch),
@@ -327,7 +392,7 @@ impl DeviceRegistry for DynamoDbDeviceRegistry {
                 .map_err(|e| StoreError::new(OPERATION, e))?;
             request = request.transact_items(TransactWriteItem::builder().delete(twin).build());
         }
-        match request.send().await {
+        match send_transaction(request).await {
             Ok(_) => Ok(DeleteOutcome::Deleted),
             Err(e) => match first_condition_failure(&e) {
                 Some(true) => Ok(DeleteOutcome::EtagMismatch),
@@ -380,28 +445,58 @@ impl DeviceRegistry for DynamoDbDeviceRegistry {
 
     async fn statistics(&self) -> Result<RegistryStatistics, StoreError> {
         const OPERATION: &str = "reading registry statistics";
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("deviceId", s(STATISTICS))
+        let keys = (0..STATISTICS_SHARDS)
+            .map(|shard| HashMap::from([("deviceId".to_owned(), s(statistics_key(shard)))]))
+            .collect();
+        let keys = KeysAndAttributes::builder()
+            .set_keys(Some(keys))
             .consistent_read(true)
-            .send()
-            .await
+            .build()
             .map_err(|e| StoreError::new(OPERATION, e))?;
-        let count = |name: &str| {
-            output
-                .item
-                .as_ref()
-                .and_then(|item| item.get(name))
-                .and_then(|v| v.as_n().ok())
-                .and_then(|v| v.parse::<i64>().ok())
-                .map_or(0, |v| u64::try_from(v).unwrap_or(0))
-        };
+        let mut request = Some(HashMap::from([(self.table.clone(), keys)]));
+        // A shard may hold a negative count (a device created on one, deleted on another).
+        let mut sums = [0i64; 3];
+        let mut attempt = 0;
+        while let Some(items) = request.take().filter(|items| !items.is_empty()) {
+            if attempt > 0 {
+                tokio::time::sleep(CONFLICT_RETRY.delay(attempt)).await;
+            }
+            attempt += 1;
+            if attempt > CONFLICT_RETRY.max_attempts {
+                return Err(StoreError::new(
+                    OPERATION,
+                    "DynamoDB left statistics shards unprocessed too often",
+                ));
+            }
+            let output = self
+                .client
+                .batch_get_item()
+                .set_request_items(Some(items))
+                .send()
+                .await
+                .map_err(|e| StoreError::new(OPERATION, e))?;
+            for item in output.responses.unwrap_or_default().into_values().flatten() {
+                let count = |name: &str| {
+                    item.get(name)
+                        .and_then(|v| v.as_n().ok())
+                        .and_then(|v| v.parse::<i64>().ok())
+                        .unwrap_or(0)
+                };
+                for (sum, name) in sums.iter_mut().zip([
+                    "totalDeviceCount",
+                    "enabledDeviceCount",
+                    "disabledDeviceCount",
+                ]) {
+                    *sum = sum.saturating_add(count(name));
+                }
+            }
+            request = output.unprocessed_keys;
+        }
+        let [total, enabled, disabled] = sums.map(|sum| u64::try_from(sum).unwrap_or(0));
         Ok(RegistryStatistics {
-            total_device_count: count("totalDeviceCount"),
-            enabled_device_count: count("enabledDeviceCount"),
-            disabled_device_count: count("disabledDeviceCount"),
+            total_device_count: total,
+            enabled_device_count: enabled,
+            disabled_device_count: disabled,
         })
     }
 
@@ -479,5 +574,34 @@ impl crate::ports::ActivityRecorder for DynamoDbDeviceRegistry {
             }
             Err(e) => Err(StoreError::new("recording device activity", e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_pure_conflicts_are_tried_again() {
+        let retry = |codes: &[Option<&str>]| only_conflicts(codes.iter().copied());
+        assert!(retry(&[Some("None"), Some("TransactionConflict"), None]));
+        assert!(retry(&[Some("TransactionConflict")]));
+        // A failed condition is an answer (412, 404, 409), not bad luck.
+        assert!(!retry(&[
+            Some("ConditionalCheckFailed"),
+            Some("TransactionConflict")
+        ]));
+        assert!(!retry(&[Some("None"), Some("ThrottlingError")]));
+        assert!(!retry(&[]));
+    }
+
+    #[test]
+    fn statistics_shards_are_reserved_keys_and_all_used() {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..2000 {
+            seen.insert(rand_shard());
+        }
+        assert_eq!(seen.len(), usize::from(STATISTICS_SHARDS));
+        assert!(DeviceId::parse(&statistics_key(3)).is_err());
     }
 }

@@ -103,9 +103,11 @@ pub struct DeviceDescription {
     pub capabilities: Option<Capabilities>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// `type` may be left out, as Azure's REST API allows: symmetric keys are the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum AuthenticationType {
+    #[default]
     Sas,
     SelfSigned,
     CertificateAuthority,
@@ -115,7 +117,7 @@ pub enum AuthenticationType {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Authentication {
-    #[serde(rename = "type")]
+    #[serde(rename = "type", default)]
     pub kind: AuthenticationType,
     pub symmetric_key: Option<SymmetricKeyPair>,
     pub x509_thumbprint: Option<X509Thumbprint>,
@@ -224,6 +226,18 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn authentication_type_defaults_to_symmetric_keys() {
+        let description: DeviceDescription = serde_json::from_str(
+            r#"{"authentication":{"symmetricKey":{"primaryKey":"c2hvcnQ="}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            description.authentication.map(|a| a.kind),
+            Some(AuthenticationType::Sas)
+        );
     }
 
     #[test]

@@ -89,6 +89,22 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
         assert_eq!(function["runtime"], "provided.al2023");
         assert_eq!(function["logging_config"][0]["log_format"], "JSON");
     }
+    // Long polls (C2D receive, desired properties) wait up to 20 s inside one invocation.
+    for long_poller in ["registry", "commands"] {
+        let function = functions
+            .iter()
+            .find(|f| {
+                f["function_name"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("-{long_poller}"))
+            })
+            .unwrap();
+        assert!(
+            function["timeout"].as_u64().unwrap() > 20,
+            "{long_poller} must outlive a 20 s long poll"
+        );
+    }
 
     let routes: BTreeSet<String> = resources(&plan, "aws_apigatewayv2_route")
         .iter()

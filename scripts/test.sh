@@ -31,11 +31,13 @@ trap cleanup EXIT
 step "Azure's Node.js SDKs for the compatibility test (pinned by tests/azure-sdk/package-lock.json)"
 npm ci --prefix tests/azure-sdk --no-audit --no-fund --silent
 
+# nice: the build yields the CPU to LocalStack while infra/ is being applied to it (a starved
+# LocalStack answers late and Terraform's retries then trip over their own first attempts).
 step "clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+nice -n 10 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "build"
-cargo build --workspace --all-targets --locked
+nice -n 10 cargo build --workspace --all-targets --locked
 
 step "waiting for the local AWS environment"
 if ! wait "$up_pid"; then

@@ -519,6 +519,7 @@ module "analytics" {
     HUB_ANALYTICS_TABLE            = aws_dynamodb_table.analytics.name
     HUB_ALERTS_TABLE               = aws_dynamodb_table.alerts.name
     HUB_RULES_TABLE                = aws_dynamodb_table.rules.name
+    HUB_TWINS_TABLE                = aws_dynamodb_table.twins.name
     HUB_COMMAND_REQUESTS_QUEUE_URL = module.command_requests.url
     HUB_ALERTS_QUEUE_URL           = module.alerts_queue.url
     HUB_ANALYTICS_DLQ_URL          = module.analytics_dead_letter.url
@@ -538,6 +539,11 @@ module "analytics" {
     Rules = {
       actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Scan"]
       resources = [aws_dynamodb_table.rules.arn]
+    }
+    # Twin tags, for rules that select devices by tag.
+    TwinTags = {
+      actions   = ["dynamodb:BatchGetItem"]
+      resources = [aws_dynamodb_table.twins.arn]
     }
     ReadTelemetry = {
       actions   = ["kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:ListShards"]

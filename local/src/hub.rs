@@ -26,7 +26,8 @@ pub type CommandsService =
     CommandsHandler<DynamoDbCommandStore, SqsQueue, SqsQueue, DynamoDbDeviceRegistry>;
 pub type RegistryService =
     RegistryHandler<DynamoDbDeviceRegistry, DynamoDbTwinStore, DynamoDbPolicyStore, SqsQueue>;
-pub type AnalyticsService = AnalyticsHandler<DynamoDbAnalyticsStore, DynamoDbRuleStore, SqsQueue>;
+pub type AnalyticsService =
+    AnalyticsHandler<DynamoDbAnalyticsStore, DynamoDbRuleStore, SqsQueue, DynamoDbTwinStore>;
 
 pub struct Hub {
     pub authorizer: Authorizer<DynamoDbDeviceRegistry, DynamoDbPolicyStore>,
@@ -118,12 +119,16 @@ impl Hub {
                 &analytics_config.alerts_table,
                 analytics_config.retention,
             ),
-            DynamoDbRuleStore::new(analytics_dynamodb, &analytics_config.rules_table),
+            DynamoDbRuleStore::new(analytics_dynamodb.clone(), &analytics_config.rules_table),
             SqsQueue::new(sqs.clone(), &analytics_config.command_requests_queue_url),
             SqsQueue::new(sqs.clone(), &analytics_config.alerts_queue_url),
             SqsQueue::new(sqs.clone(), &analytics_config.dead_letter_queue_url),
             analytics_config.rules_cache,
-        );
+        )
+        .with_tags(DynamoDbTwinStore::new(
+            analytics_dynamodb,
+            &analytics_config.twins_table,
+        ));
         let devices = DynamoDbDeviceRegistry::new(
             authorizer_dynamodb.clone(),
             &authorizer_config.registry_table,

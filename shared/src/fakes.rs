@@ -229,6 +229,24 @@ impl crate::ports::TwinStore for InMemoryTwins {
     }
 }
 
+impl crate::ports::TagReader for InMemoryTwins {
+    async fn tags_of(
+        &self,
+        devices: &[(DeviceId, String)],
+    ) -> Result<crate::ports::DeviceTags, StoreError> {
+        let twins = lock(&self.twins);
+        Ok(devices
+            .iter()
+            .filter_map(|(device, generation)| {
+                twins
+                    .get(device)
+                    .filter(|twin| twin.generation_id == *generation)
+                    .map(|twin| (device.clone(), twin.tags.clone()))
+            })
+            .collect())
+    }
+}
+
 #[derive(Default)]
 pub struct InMemoryPolicies {
     policies: Mutex<BTreeMap<String, AccessPolicy>>,

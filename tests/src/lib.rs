@@ -398,6 +398,23 @@ impl Client {
     pub fn patch(&self, path: &str, authorization: &str) -> reqwest::RequestBuilder {
         self.request(reqwest::Method::PATCH, path, Some(authorization))
     }
+
+    /// GETs `path` and decodes its JSON body, whatever the status.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        authorization: &str,
+    ) -> T {
+        let response = self
+            .get(path, authorization)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        response
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: not the JSON expected: {e}"))
+    }
 }
 
 /// Status and Azure error code of a response; panics if an error response lacks the error body.

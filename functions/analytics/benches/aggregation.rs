@@ -6,7 +6,7 @@
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use hub_analytics::engine::{Engine, Working};
+use hub_analytics::engine::{Engine, RuleSet, Working};
 use hub_shared::domain::analytics::Rule;
 use hub_shared::domain::device_id::DeviceId;
 use hub_shared::domain::envelope::{AuthMethod, DeviceMessage, Sender, TelemetryEnvelope};
@@ -44,7 +44,12 @@ fn bench(c: &mut Criterion) {
                     let mut effects = Vec::new();
                     for bytes in &data {
                         let envelope = TelemetryEnvelope::from_json(black_box(bytes)).unwrap();
-                        engine.apply(&mut working, &envelope, rules, &mut effects);
+                        engine.apply(
+                            &mut working,
+                            &envelope,
+                            RuleSet::untagged(rules),
+                            &mut effects,
+                        );
                     }
                     black_box((working.take_dirty(), effects))
                 },

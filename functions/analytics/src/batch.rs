@@ -18,11 +18,12 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use hub_shared::domain::envelope::{ENVELOPE_VERSION, TelemetryEnvelope};
 use hub_shared::error::Chain;
 use hub_shared::ports::{
-    AnalyticsStore, CommitOutcome, QueueSender, RuleStore, StateKey, StoreError,
+    AnalyticsStore, CommitOutcome, DeviceTags, QueueSender, RuleStore, StateKey, StoreError,
+    TagReader,
 };
 
 use crate::AnalyticsHandler;
-use crate::engine::{Effect, Working};
+use crate::engine::{Effect, RuleSet, Working};
 
 /// Items per transaction: DynamoDB allows 100, one is the checkpoint.
 const MAX_ITEMS_PER_COMMIT: usize = 99;
@@ -76,7 +77,7 @@ enum BatchError {
     CheckpointMoved,
 }
 
-impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender> AnalyticsHandler<A, R, Q> {
+impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender, T: TagReader> AnalyticsHandler<A, R, Q, T> {
     /// Handles one batch; failed records are reported so the event source mapping retries from
     /// the first of them, and everything before it counts as processed.
     pub async fn handle_kinesis(&self, event: &KinesisEvent) -> KinesisEventResponse {
@@ -138,14 +139,22 @@ impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender> AnalyticsHandler<A, R, Q> 
             .rules()
             .await
             .map_err(|e| fail_at(first_sequence)(e.into()))?;
+        let tags = self
+            .tags_for(&pending, &rules)
+            .await
+            .map_err(|e| fail_at(first_sequence)(e.into()))?;
+        let rules = RuleSet {
+            rules: &rules,
+            tags: &tags,
+        };
 
         let mut working = Working::default();
-        for sub in self.sub_batches(&pending, &rules) {
+        for sub in self.sub_batches(&pending, rules) {
             let start = sub[0].sequence_number;
             let keys: BTreeSet<StateKey> = sub
                 .iter()
                 .filter_map(|d| d.envelope.as_ref().ok())
-                .flat_map(|e| self.engine.keys(e, &rules))
+                .flat_map(|e| self.engine.keys(e, rules))
                 .filter(|k| !working.contains(k))
                 .collect();
             let keys: Vec<StateKey> = keys.into_iter().collect();
@@ -165,7 +174,7 @@ impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender> AnalyticsHandler<A, R, Q> 
                 match &decoded.envelope {
                     Ok(envelope) => self
                         .engine
-                        .apply(&mut working, envelope, &rules, &mut effects),
+                        .apply(&mut working, envelope, rules, &mut effects),
                     Err(reason) => poison.push(dead_letter(shard, decoded, reason)),
                 }
             }
@@ -190,11 +199,29 @@ impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender> AnalyticsHandler<A, R, Q> 
         Ok(())
     }
 
+    /// The twin tags of the batch's devices (one read per 100 devices), when a rule selects by tag.
+    async fn tags_for(
+        &self,
+        pending: &[Decoded<'_>],
+        rules: &[hub_shared::domain::analytics::Rule],
+    ) -> Result<DeviceTags, StoreError> {
+        if !rules.iter().any(|rule| rule.devices.uses_tags()) {
+            return Ok(DeviceTags::new());
+        }
+        let devices: BTreeSet<(hub_shared::domain::device_id::DeviceId, String)> = pending
+            .iter()
+            .filter_map(|d| d.envelope.as_ref().ok())
+            .map(|e| (e.device_id.clone(), e.device_generation_id.clone()))
+            .collect();
+        let devices: Vec<_> = devices.into_iter().collect();
+        self.tags.tags_of(&devices).await
+    }
+
     /// Cuts records, in order, into runs whose state items fit one transaction.
     fn sub_batches<'b, 'a>(
         &self,
         pending: &'b [Decoded<'a>],
-        rules: &[hub_shared::domain::analytics::Rule],
+        rules: RuleSet<'_>,
     ) -> Vec<&'b [Decoded<'a>]> {
         let mut batches = Vec::new();
         let mut start = 0;

@@ -18,12 +18,31 @@ use hub_shared::domain::command::CommandRequest;
 use hub_shared::domain::device_id::DeviceId;
 use hub_shared::domain::envelope::TelemetryEnvelope;
 use hub_shared::domain::timestamp::Timestamp;
-use hub_shared::ports::{StateItem, StateKey};
+use hub_shared::ports::{DeviceTags, StateItem, StateKey};
 
 /// Most windows the hub aggregates, and most rules that may be enabled: together they bound the
 /// items one record can touch, which must fit one DynamoDB transaction.
 pub const MAX_WINDOWS: usize = 4;
 pub const MAX_RULES: usize = 40;
+
+/// The rules a batch applies, with its devices' twin tags for the rules that select by tag.
+#[derive(Debug, Clone, Copy)]
+pub struct RuleSet<'a> {
+    pub rules: &'a [Rule],
+    pub tags: &'a DeviceTags,
+}
+
+static NO_TAGS: std::sync::LazyLock<DeviceTags> = std::sync::LazyLock::new(DeviceTags::new);
+
+impl<'a> RuleSet<'a> {
+    /// Rules for devices without tags (or whose tags no rule asks about).
+    pub fn untagged(rules: &'a [Rule]) -> Self {
+        Self {
+            rules,
+            tags: &NO_TAGS,
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -81,15 +100,17 @@ impl Engine {
     fn applicable<'a>(
         &self,
         device: &'a DeviceId,
-        rules: &'a [Rule],
+        rules: RuleSet<'a>,
     ) -> impl Iterator<Item = &'a Rule> + 'a {
+        let tags = rules.tags.get(device);
         rules
+            .rules
             .iter()
-            .filter(move |rule| rule.enabled && rule.devices.matches(device))
+            .filter(move |rule| rule.enabled && rule.devices.matches(device, tags))
     }
 
     /// The state items a record touches.
-    pub fn keys(&self, envelope: &TelemetryEnvelope, rules: &[Rule]) -> Vec<StateKey> {
+    pub fn keys(&self, envelope: &TelemetryEnvelope, rules: RuleSet<'_>) -> Vec<StateKey> {
         let device = &envelope.device_id;
         let mut keys = vec![StateKey::Device(device.clone())];
         keys.extend(self.windows.iter().map(|window| StateKey::Aggregate {
@@ -109,7 +130,7 @@ impl Engine {
         &self,
         working: &mut Working,
         envelope: &TelemetryEnvelope,
-        rules: &[Rule],
+        rules: RuleSet<'_>,
         effects: &mut Vec<Effect>,
     ) {
         let device = &envelope.device_id;
@@ -342,7 +363,7 @@ mod tests {
     ) -> Vec<Effect> {
         let mut effects = Vec::new();
         for record in records {
-            engine.apply(working, record, rules, &mut effects);
+            engine.apply(working, record, RuleSet::untagged(rules), &mut effects);
         }
         effects
     }
@@ -525,6 +546,11 @@ mod tests {
             )
             .is_empty()
         );
-        assert_eq!(engine.keys(&records[1], &[only_d2]).len(), 1 + 2 + 1);
+        assert_eq!(
+            engine
+                .keys(&records[1], RuleSet::untagged(&[only_d2]))
+                .len(),
+            1 + 2 + 1
+        );
     }
 }

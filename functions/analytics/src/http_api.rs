@@ -10,7 +10,7 @@ use hub_shared::error::{ApiError, ErrorCode};
 use hub_shared::http::{
     AuthorizedRequest, HandlerError, HttpRequest, Response, parse_if_match, respond,
 };
-use hub_shared::ports::{AnalyticsStore, IfMatch, QueueSender, RuleStore, RuleWrite};
+use hub_shared::ports::{AnalyticsStore, IfMatch, QueueSender, RuleStore, RuleWrite, TagReader};
 use hub_shared::routes::Operation;
 use serde::Serialize;
 use serde_json::json;
@@ -94,7 +94,7 @@ fn point(aggregate: &WindowAggregate, field: Option<&str>) -> Point {
     }
 }
 
-impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender> AnalyticsHandler<A, R, Q> {
+impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender, T: TagReader> AnalyticsHandler<A, R, Q, T> {
     pub async fn handle_http(&self, event: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
         let request = HttpRequest::new(event);
         let request_id = request.request_id().to_owned();

@@ -13,7 +13,7 @@ use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::kinesis::KinesisEvent;
 use hub_shared::config::{ConfigError, Env, vars};
 use hub_shared::domain::analytics::{Rule, WindowSize};
-use hub_shared::ports::{AnalyticsStore, QueueSender, RuleStore, StoreError};
+use hub_shared::ports::{AnalyticsStore, NoTags, QueueSender, RuleStore, StoreError, TagReader};
 use serde_json::Value;
 
 use crate::engine::{Engine, MAX_RULES, MAX_WINDOWS};
@@ -23,6 +23,8 @@ pub struct AnalyticsConfig {
     pub analytics_table: String,
     pub alerts_table: String,
     pub rules_table: String,
+    /// Twin tags, for rules that select devices by tag.
+    pub twins_table: String,
     pub command_requests_queue_url: String,
     pub alerts_queue_url: String,
     pub dead_letter_queue_url: String,
@@ -54,6 +56,7 @@ impl AnalyticsConfig {
             analytics_table: env.required(vars::ANALYTICS_TABLE)?,
             alerts_table: env.required(vars::ALERTS_TABLE)?,
             rules_table: env.required(vars::RULES_TABLE)?,
+            twins_table: env.required(vars::TWINS_TABLE)?,
             command_requests_queue_url: env.required(vars::COMMAND_REQUESTS_QUEUE_URL)?,
             alerts_queue_url: env.required(vars::ALERTS_QUEUE_URL)?,
             dead_letter_queue_url: env.required(vars::ANALYTICS_DLQ_URL)?,
@@ -64,10 +67,13 @@ impl AnalyticsConfig {
     }
 }
 
-pub struct AnalyticsHandler<A, R, Q> {
+/// `T` reads twin tags for rules that select devices by tag; without twins (`NoTags`) such rules
+/// select no device.
+pub struct AnalyticsHandler<A, R, Q, T = NoTags> {
     pub engine: Engine,
     pub store: A,
     pub rule_store: R,
+    pub tags: T,
     pub command_requests: Q,
     pub alert_events: Q,
     pub dead_letters: Q,
@@ -76,7 +82,6 @@ pub struct AnalyticsHandler<A, R, Q> {
 }
 
 impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender> AnalyticsHandler<A, R, Q> {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         windows: Vec<WindowSize>,
         store: A,
@@ -90,6 +95,7 @@ impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender> AnalyticsHandler<A, R, Q> 
             engine: Engine::new(windows),
             store,
             rule_store,
+            tags: NoTags,
             command_requests,
             alert_events,
             dead_letters,
@@ -98,6 +104,23 @@ impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender> AnalyticsHandler<A, R, Q> 
         }
     }
 
+    /// Reads twin tags with `tags`, for rules that select devices by tag.
+    pub fn with_tags<T: TagReader>(self, tags: T) -> AnalyticsHandler<A, R, Q, T> {
+        AnalyticsHandler {
+            engine: self.engine,
+            store: self.store,
+            rule_store: self.rule_store,
+            tags,
+            command_requests: self.command_requests,
+            alert_events: self.alert_events,
+            dead_letters: self.dead_letters,
+            rules_cache: self.rules_cache,
+            rules_ttl: self.rules_ttl,
+        }
+    }
+}
+
+impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender, T: TagReader> AnalyticsHandler<A, R, Q, T> {
     /// The enabled rules, read at most once per cache period (at most `MAX_RULES`).
     pub async fn rules(&self) -> Result<Arc<Vec<Rule>>, StoreError> {
         if let Some((read_at, rules)) = self

@@ -1,5 +1,7 @@
 use hub_analytics::{AnalyticsConfig, AnalyticsHandler};
-use hub_shared::aws::{DynamoDbAnalyticsStore, DynamoDbRuleStore, SqsQueue, sdk_config};
+use hub_shared::aws::{
+    DynamoDbAnalyticsStore, DynamoDbRuleStore, DynamoDbTwinStore, SqsQueue, sdk_config,
+};
 use hub_shared::config::Env;
 use lambda_runtime::{LambdaEvent, service_fn};
 
@@ -18,12 +20,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             &config.alerts_table,
             config.retention,
         ),
-        DynamoDbRuleStore::new(dynamodb, &config.rules_table),
+        DynamoDbRuleStore::new(dynamodb.clone(), &config.rules_table),
         SqsQueue::new(sqs.clone(), &config.command_requests_queue_url),
         SqsQueue::new(sqs.clone(), &config.alerts_queue_url),
         SqsQueue::new(sqs, &config.dead_letter_queue_url),
         config.rules_cache,
-    );
+    )
+    .with_tags(DynamoDbTwinStore::new(dynamodb, &config.twins_table));
     let handler = &handler;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {

@@ -445,3 +445,45 @@ async fn the_rules_api_validates_and_honours_etags() {
     assert_eq!(h.handle_http(&delete).await.status_code, 204);
     assert_eq!(h.handle_http(&delete).await.status_code, 404);
 }
+
+#[tokio::test]
+async fn rules_select_devices_by_twin_tags_of_their_generation() {
+    use hub_shared::domain::twin::Twin;
+    use hub_shared::ports::TwinStore;
+
+    let twins = hub_shared::fakes::InMemoryTwins::default();
+    for (device, generation, site) in [("d1", "1", "lab"), ("d2", "1", "plant"), ("d3", "0", "lab")]
+    {
+        let mut twin = Twin::new(generation);
+        twin.tags = serde_json::json!({"site": site})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let id = DeviceId::parse(device).unwrap();
+        twins.put_twin(&id, &twin, None).await.unwrap();
+    }
+    let in_lab: Rule = serde_json::from_str(
+        r#"{"id":"lab-hot","devices":{"tags":{"site":"lab"}},"condition":{"field":"t","operator":">","threshold":30},"actions":{"alert":{}}}"#,
+    )
+    .unwrap();
+    let h = handler(vec![in_lab]).with_tags(twins);
+    // d3's twin belongs to an earlier generation of the id (envelopes carry generation "1").
+    let readings: Vec<_> = ["d1", "d2", "d3", "d4"]
+        .iter()
+        .map(|d| envelope(d, 0, r#"{"t":35}"#))
+        .collect();
+    let event = batch("shardId-0", 1, &readings);
+    assert!(
+        h.handle_kinesis(&event)
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    let alerted: Vec<String> = h
+        .alert_events
+        .sent()
+        .iter()
+        .map(|e| serde_json::from_str::<serde_json::Value>(e).unwrap()["deviceId"].to_string())
+        .collect();
+    assert_eq!(alerted, ["\"d1\""], "only the device tagged site=lab now");
+}

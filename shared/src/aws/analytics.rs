@@ -232,34 +232,13 @@ impl AnalyticsStore for DynamoDbAnalyticsStore {
                     request.insert(table.clone(), keys);
                 }
             }
-            let mut attempt = 0;
-            while !request.is_empty() {
-                let output = self
-                    .client
-                    .batch_get_item()
-                    .set_request_items(Some(request))
-                    .send()
-                    .await
-                    .map_err(|e| StoreError::new(OPERATION, e))?;
-                for (table, items) in output.responses.unwrap_or_default() {
-                    let is_analytics = table == self.analytics_table;
-                    for item in items {
-                        let id = identity(&item);
-                        if let Some(key) = by_key.get(&(is_analytics, id)) {
-                            found.insert(key.clone(), self.parse_state(key, item)?);
-                        }
-                    }
-                }
-                request = output.unprocessed_keys.unwrap_or_default();
-                attempt += 1;
-                if !request.is_empty() {
-                    if attempt > 8 {
-                        return Err(StoreError::new(
-                            OPERATION,
-                            std::io::Error::other("unprocessed keys after retries"),
-                        ));
-                    }
-                    tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+            for (table, item) in
+                super::batch_get::batch_get_all(&self.client, request, OPERATION).await?
+            {
+                let is_analytics = table == self.analytics_table;
+                let id = identity(&item);
+                if let Some(key) = by_key.get(&(is_analytics, id)) {
+                    found.insert(key.clone(), self.parse_state(key, item)?);
                 }
             }
         }

@@ -2,6 +2,7 @@
 //! (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_DYNAMODB`, ...), which is how LocalStack is reached.
 
 pub mod analytics;
+mod batch_get;
 pub mod commands;
 pub mod kinesis;
 pub mod policies;

@@ -453,44 +453,23 @@ impl DeviceRegistry for DynamoDbDeviceRegistry {
             .consistent_read(true)
             .build()
             .map_err(|e| StoreError::new(OPERATION, e))?;
-        let mut request = Some(HashMap::from([(self.table.clone(), keys)]));
+        let request = HashMap::from([(self.table.clone(), keys)]);
         // A shard may hold a negative count (a device created on one, deleted on another).
         let mut sums = [0i64; 3];
-        let mut attempt = 0;
-        while let Some(items) = request.take().filter(|items| !items.is_empty()) {
-            if attempt > 0 {
-                tokio::time::sleep(CONFLICT_RETRY.delay(attempt)).await;
+        for (_, item) in super::batch_get::batch_get_all(&self.client, request, OPERATION).await? {
+            let count = |name: &str| {
+                item.get(name)
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .unwrap_or(0)
+            };
+            for (sum, name) in sums.iter_mut().zip([
+                "totalDeviceCount",
+                "enabledDeviceCount",
+                "disabledDeviceCount",
+            ]) {
+                *sum = sum.saturating_add(count(name));
             }
-            attempt += 1;
-            if attempt > CONFLICT_RETRY.max_attempts {
-                return Err(StoreError::new(
-                    OPERATION,
-                    "DynamoDB left statistics shards unprocessed too often",
-                ));
-            }
-            let output = self
-                .client
-                .batch_get_item()
-                .set_request_items(Some(items))
-                .send()
-                .await
-                .map_err(|e| StoreError::new(OPERATION, e))?;
-            for item in output.responses.unwrap_or_default().into_values().flatten() {
-                let count = |name: &str| {
-                    item.get(name)
-                        .and_then(|v| v.as_n().ok())
-                        .and_then(|v| v.parse::<i64>().ok())
-                        .unwrap_or(0)
-                };
-                for (sum, name) in sums.iter_mut().zip([
-                    "totalDeviceCount",
-                    "enabledDeviceCount",
-                    "disabledDeviceCount",
-                ]) {
-                    *sum = sum.saturating_add(count(name));
-                }
-            }
-            request = output.unprocessed_keys;
         }
         let [total, enabled, disabled] = sums.map(|sum| u64::try_from(sum).unwrap_or(0));
         Ok(RegistryStatistics {

@@ -1,12 +1,14 @@
 //! Device twins in DynamoDB: one item per device id (`deviceId`), holding the device generation,
-//! the twin version (for conditional writes) and the twin document.
+//! the twin version (for conditional writes), the twin document, and a copy of its tags.
+
+use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 
 use crate::domain::device_id::DeviceId;
 use crate::domain::twin::Twin;
-use crate::ports::{StoreError, TwinStore, TwinWrite};
+use crate::ports::{DeviceTags, StoreError, TagReader, TwinStore, TwinWrite};
 
 #[derive(Clone)]
 pub struct DynamoDbTwinStore {
@@ -60,6 +62,7 @@ impl TwinStore for DynamoDbTwinStore {
     ) -> Result<TwinWrite, StoreError> {
         const OPERATION: &str = "writing a twin";
         let document = serde_json::to_string(twin).map_err(|e| StoreError::new(OPERATION, e))?;
+        let tags = serde_json::to_string(&twin.tags).map_err(|e| StoreError::new(OPERATION, e))?;
         let mut request = self
             .client
             .put_item()
@@ -67,7 +70,9 @@ impl TwinStore for DynamoDbTwinStore {
             .item("deviceId", s(id.to_string()))
             .item("generationId", s(&twin.generation_id))
             .item("version", AttributeValue::N(twin.version.to_string()))
-            .item("document", s(document));
+            .item("document", s(document))
+            // Apart, so analytics reads a few bytes of tags rather than whole documents.
+            .item("tags", s(tags));
         request = match expected {
             Some((version, generation)) => request
                 .condition_expression("version = :version AND generationId = :gen")
@@ -88,5 +93,55 @@ impl TwinStore for DynamoDbTwinStore {
             }
             Err(e) => Err(StoreError::new(OPERATION, e)),
         }
+    }
+}
+
+/// Keys per BatchGetItem request (DynamoDB's limit).
+const BATCH_GET_KEYS: usize = 100;
+
+impl TagReader for DynamoDbTwinStore {
+    async fn tags_of(&self, devices: &[(DeviceId, String)]) -> Result<DeviceTags, StoreError> {
+        const OPERATION: &str = "reading twin tags";
+        let generations: HashMap<&str, &str> = devices
+            .iter()
+            .map(|(device, generation)| (device.as_str(), generation.as_str()))
+            .collect();
+        let mut found = DeviceTags::new();
+        for chunk in devices.chunks(BATCH_GET_KEYS) {
+            let keys = chunk
+                .iter()
+                .map(|(device, _)| HashMap::from([("deviceId".to_owned(), s(device.to_string()))]))
+                .collect();
+            // Eventually consistent (half the price): a tag change reaches rules within a second.
+            let keys = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .projection_expression("deviceId, generationId, tags")
+                .build()
+                .map_err(|e| StoreError::new(OPERATION, e))?;
+            let request = HashMap::from([(self.table.clone(), keys)]);
+            for (_, item) in
+                super::batch_get::batch_get_all(&self.client, request, OPERATION).await?
+            {
+                let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
+                let (Some(device), Some(generation)) = (text("deviceId"), text("generationId"))
+                else {
+                    continue;
+                };
+                if generations.get(device.as_str()) != Some(&generation.as_str()) {
+                    continue;
+                }
+                let Ok(device) = DeviceId::parse(device) else {
+                    continue;
+                };
+                let tags = match text("tags") {
+                    Some(json) => {
+                        serde_json::from_str(json).map_err(|e| StoreError::new(OPERATION, e))?
+                    }
+                    None => serde_json::Map::new(),
+                };
+                found.insert(device, tags);
+            }
+        }
+        Ok(found)
     }
 }

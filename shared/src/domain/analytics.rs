@@ -251,7 +251,8 @@ fn one() -> u32 {
     1
 }
 
-/// Which devices a rule watches.
+/// Which devices a rule watches: all of them, those listed by id, and those whose twin tags hold
+/// every `tags` entry (a tag name, or a dotted path into nested tags, and the value it must equal).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeviceSelector {
@@ -259,12 +260,40 @@ pub struct DeviceSelector {
     pub all: bool,
     #[serde(default)]
     pub ids: Vec<DeviceId>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, serde_json::Value>,
 }
 
 impl DeviceSelector {
-    pub fn matches(&self, device: &DeviceId) -> bool {
-        self.all || self.ids.contains(device)
+    /// `tags`: the device's twin tags, when known.
+    pub fn matches(
+        &self,
+        device: &DeviceId,
+        tags: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> bool {
+        self.all
+            || self.ids.contains(device)
+            || (self.uses_tags()
+                && tags.is_some_and(|tags| {
+                    self.tags
+                        .iter()
+                        .all(|(path, wanted)| tag_at(tags, path) == Some(wanted))
+                }))
     }
+
+    pub fn uses_tags(&self) -> bool {
+        !self.tags.is_empty()
+    }
+}
+
+/// The value at a dotted path of twin tags (`location.region`).
+fn tag_at<'a>(
+    tags: &'a serde_json::Map<String, serde_json::Value>,
+    path: &str,
+) -> Option<&'a serde_json::Value> {
+    let mut parts = path.split('.');
+    let first = tags.get(parts.next()?)?;
+    parts.try_fold(first, |value, part| value.get(part))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -346,8 +375,20 @@ impl Rule {
                 "rule id must be 1 to {MAX_RULE_ID_LEN} characters of letters, digits, '-', '_' and '.'"
             ));
         }
-        if !self.devices.all && self.devices.ids.is_empty() {
-            return Err("devices must be {\"all\": true} or list ids".into());
+        if !self.devices.all && self.devices.ids.is_empty() && !self.devices.uses_tags() {
+            return Err(
+                "devices must be {\"all\": true}, list ids, or name twin tags to match".into(),
+            );
+        }
+        if let Some(path) = self
+            .devices
+            .tags
+            .keys()
+            .find(|path| path.split('.').any(str::is_empty))
+        {
+            return Err(format!(
+                "devices.tags key {path:?} must be a tag name or a dotted path of tag names"
+            ));
         }
         let condition = &self.condition;
         if condition.field.is_empty() {
@@ -569,11 +610,39 @@ mod tests {
             r#"{"id":"r","devices":{"all":true},"condition":{"field":"t","operator":">","threshold":1,"aggregation":"windowMean"},"actions":{"alert":{}}}"#,
             r#"{"id":"r","devices":{"all":true},"condition":{"field":"t","operator":">","threshold":1,"aggregation":"windowMean","window":"1h"},"actions":{"alert":{}}}"#,
             r#"{"id":"r","devices":{"all":true},"condition":{"field":"t","operator":">","threshold":1,"consecutive":0},"actions":{"alert":{}}}"#,
+            r#"{"id":"r","devices":{"tags":{"site.":"x"}},"condition":{"field":"t","operator":">","threshold":1},"actions":{"alert":{}}}"#,
         ];
         for json in bad {
             assert!(rule(json).validate(&windows).is_err(), "{json}");
         }
         assert!(serde_json::from_str::<Rule>(r#"{"id":"r","devices":{"all":true},"condition":{"field":"t","operator":"~","threshold":1},"actions":{}}"#).is_err());
+    }
+
+    #[test]
+    fn devices_are_selected_by_id_or_by_every_tag() {
+        let selector = rule(
+            r#"{"id":"r","devices":{"ids":["d9"],"tags":{"site":"lab","location.floor":2}},
+                "condition":{"field":"t","operator":">","threshold":1},"actions":{"alert":{}}}"#,
+        );
+        assert_eq!(selector.validate(&["1m".parse().unwrap()]), Ok(()));
+        let devices = &selector.devices;
+        let tags = |json: serde_json::Value| json.as_object().cloned().unwrap();
+        let d1 = DeviceId::parse("d1").unwrap();
+        let both = tags(serde_json::json!({"site": "lab", "location": {"floor": 2}}));
+        assert!(devices.matches(&d1, Some(&both)));
+        let one = tags(serde_json::json!({"site": "lab", "location": {"floor": 3}}));
+        assert!(!devices.matches(&d1, Some(&one)), "every tag must hold");
+        assert!(!devices.matches(&d1, None), "no twin, no tags");
+        assert!(
+            devices.matches(&DeviceId::parse("d9").unwrap(), None),
+            "listed"
+        );
+        let untagged = DeviceSelector {
+            all: false,
+            ids: vec![],
+            tags: BTreeMap::new(),
+        };
+        assert!(!untagged.matches(&d1, Some(&both)), "no tags selects none");
     }
 
     #[test]

@@ -115,3 +115,26 @@ pub trait QueueSender: Send + Sync {
     /// Sends every body or fails (batched as the queue allows).
     fn send_all(&self, bodies: &[String]) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
+
+/// Twin tags by device, for rules that select devices by tag.
+pub type DeviceTags = HashMap<DeviceId, serde_json::Map<String, serde_json::Value>>;
+
+/// Reads devices' twin tags.
+pub trait TagReader: Send + Sync {
+    /// The tags of each `(device, generation)` whose twin belongs to that generation; devices
+    /// without such a twin are missing from the answer.
+    fn tags_of(
+        &self,
+        devices: &[(DeviceId, String)],
+    ) -> impl Future<Output = Result<DeviceTags, StoreError>> + Send;
+}
+
+/// For a deployment without twins: every device is untagged.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoTags;
+
+impl TagReader for NoTags {
+    async fn tags_of(&self, _devices: &[(DeviceId, String)]) -> Result<DeviceTags, StoreError> {
+        Ok(DeviceTags::new())
+    }
+}

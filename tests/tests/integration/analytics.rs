@@ -548,3 +548,67 @@ async fn telemetry_through_the_device_api_reaches_the_aggregates() {
         (Some(66.0), Some(20.0), Some(24.0))
     );
 }
+
+#[tokio::test]
+async fn a_rule_can_select_devices_by_twin_tag() {
+    let gateway = gateway();
+    let service = gateway.policy_token("service").await;
+    let client = gateway.http();
+    let site = unique("site");
+    let in_site = gateway.register(&unique("tagged")).await;
+    let elsewhere = gateway.register(&unique("untagged")).await;
+    for (device, tag) in [(&in_site, site.as_str()), (&elsewhere, "elsewhere")] {
+        let tagged = client
+            .patch(&format!("/twins/{}", device.id), &service)
+            .json(&serde_json::json!({"tags": {"site": tag, "floor": 2}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(tagged.status().as_u16(), 200);
+    }
+    let rule_id = unique("site-hot");
+    let created = client
+        .put(&format!("/rules/{rule_id}"), &service)
+        .json(&serde_json::json!({
+            "devices": { "tags": { "site": site, "floor": 2 } },
+            "condition": { "field": "temperature", "operator": ">", "threshold": 30 },
+            "actions": { "alert": {} },
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+
+    for device in [&elsewhere, &in_site] {
+        let message = hub_device_sdk::Message::new(br#"{"temperature":35}"#.to_vec());
+        device
+            .client(&gateway.http_url)
+            .send_event(&message)
+            .await
+            .unwrap();
+    }
+    // Both readings analysed (the window counts them), then only the tagged device is alerted.
+    for device in [&elsewhere, &in_site] {
+        wait_for_telemetry(&device.id, "window=1m&field=temperature", |body| {
+            count_of(body) == 1
+        })
+        .await;
+    }
+    let alerts: serde_json::Value = client
+        .get_json(&format!("/alerts?active=true&ruleId={rule_id}"), &service)
+        .await;
+    let alerted: Vec<&str> = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["deviceId"].as_str())
+        .collect();
+    assert_eq!(alerted, [in_site.id.as_str()]);
+
+    let deleted = client
+        .delete(&format!("/rules/{rule_id}"), &service)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status().as_u16(), 204);
+}

@@ -216,13 +216,8 @@ async fn depth_limit_holds_under_racing_senders() {
     let owner = gateway.owner_token().await;
     let described: serde_json::Value = gateway
         .http()
-        .get(&format!("/devices/{}", device.id), &owner)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/devices/{}", device.id), &owner)
+        .await;
     assert_eq!(
         described["cloudToDeviceMessageCount"], 50,
         "the registry shows the queue depth"

@@ -89,12 +89,7 @@ async fn every_route_refuses_callers_without_its_permission() {
         .unwrap();
     assert_eq!(still_there.status().as_u16(), 200, "nothing was deleted");
     let twin: serde_json::Value = client
-        .get(&format!("/twins/{}", target.id), &owner)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/twins/{}", target.id), &owner)
+        .await;
     assert_eq!(twin["version"], 1, "nothing was written");
 }

@@ -209,13 +209,8 @@ async fn device_ids_with_special_characters_round_trip() {
         .unwrap();
     assert_eq!(created.status().as_u16(), 200);
     let fetched: DeviceDescription = client
-        .get(&format!("/devices/{encoded}"), &owner)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/devices/{encoded}"), &owner)
+        .await;
     assert_eq!(fetched.device_id.map(|d| d.to_string()), Some(id));
 }
 

@@ -138,11 +138,7 @@ impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender, T: TagReader> AnalyticsHan
                     RuleWrite::EtagMismatch => Err(etag_mismatch(id)),
                 }
             }
-            other => Err(ApiError::new(
-                ErrorCode::ServerError,
-                format!("{other:?} is not served by analytics"),
-            )
-            .into()),
+            _ => Err(request.not_served("analytics").into()),
         }
     }
 
@@ -150,10 +146,7 @@ impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender, T: TagReader> AnalyticsHan
         &self,
         request: &AuthorizedRequest<'_>,
     ) -> Result<ApiGatewayV2httpResponse, HandlerError> {
-        let device = request
-            .device_id
-            .as_ref()
-            .ok_or_else(|| bad("the path has no device id"))?;
+        let device = request.path_device()?;
         let window = match request.http.query("window") {
             Some(value) => value.parse::<WindowSize>().map_err(bad)?,
             None => self.engine.windows[0],
@@ -199,10 +192,7 @@ impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender, T: TagReader> AnalyticsHan
         &self,
         request: &AuthorizedRequest<'_>,
     ) -> Result<ApiGatewayV2httpResponse, HandlerError> {
-        let device = request
-            .device_id
-            .as_ref()
-            .ok_or_else(|| bad("the path has no device id"))?;
+        let device = request.path_device()?;
         match self.store.device_state(device).await? {
             Some(state) => Ok(Response::json(200, &state)),
             None => Err(ApiError::new(

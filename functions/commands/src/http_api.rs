@@ -71,11 +71,7 @@ impl<S: CommandStore, F: FeedbackQueue, D: DeadLetters, A: ActivityRecorder>
                 self.settle(&request, outcome).await
             }
             Operation::AbandonCommand => self.abandon(&request).await,
-            other => Err(ApiError::new(
-                ErrorCode::ServerError,
-                format!("{other:?} is not served by commands"),
-            )
-            .into()),
+            _ => Err(request.not_served("commands").into()),
         }
     }
 
@@ -83,10 +79,7 @@ impl<S: CommandStore, F: FeedbackQueue, D: DeadLetters, A: ActivityRecorder>
         &self,
         request: &AuthorizedRequest<'_>,
     ) -> Result<ApiGatewayV2httpResponse, HandlerError> {
-        let device = request
-            .device_id
-            .as_ref()
-            .ok_or_else(|| ApiError::bad_request("the path has no device id"))?;
+        let device = request.path_device()?;
         let body = request.http.body()?;
         let new = parse_new_command(
             &request.http,
@@ -132,10 +125,7 @@ impl<S: CommandStore, F: FeedbackQueue, D: DeadLetters, A: ActivityRecorder>
         &self,
         request: &AuthorizedRequest<'_>,
     ) -> Result<ApiGatewayV2httpResponse, HandlerError> {
-        let device = request
-            .device_id
-            .as_ref()
-            .ok_or_else(|| ApiError::bad_request("the path has no device id"))?;
+        let device = request.path_device()?;
         match self.commands.purge(device).await? {
             Some(purged) => Ok(Response::json(
                 200,

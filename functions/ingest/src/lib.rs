@@ -9,7 +9,7 @@ use hub_shared::authz::Principal;
 use hub_shared::config::{ConfigError, Env, vars};
 use hub_shared::domain::envelope::{Sender, TelemetryEnvelope};
 use hub_shared::domain::timestamp::Timestamp;
-use hub_shared::error::{ApiError, ErrorCode};
+use hub_shared::error::ApiError;
 use hub_shared::http::{HandlerError, HttpRequest, Response, record_activity, respond};
 use hub_shared::ports::{ActivityRecorder, RecordSink, StreamRecord};
 use hub_shared::publish::{RetryPolicy, publish_all};
@@ -63,11 +63,7 @@ impl<S: RecordSink, A: ActivityRecorder> IngestHandler<S, A> {
     ) -> Result<ApiGatewayV2httpResponse, HandlerError> {
         let request = request.authorize()?;
         if request.route.operation != Operation::SendDeviceEvent {
-            return Err(ApiError::new(
-                ErrorCode::ServerError,
-                "this route is not served by ingest",
-            )
-            .into());
+            return Err(request.not_served("ingest").into());
         }
         let sender = match &request.principal {
             principal @ Principal::Device {

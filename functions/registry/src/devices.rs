@@ -46,10 +46,7 @@ pub(crate) fn etag_mismatch(device_id: &DeviceId) -> ApiError {
 }
 
 pub(crate) fn path_device(request: &AuthorizedRequest<'_>) -> Result<DeviceId, HandlerError> {
-    request
-        .device_id
-        .clone()
-        .ok_or_else(|| ApiError::bad_request("the path has no device id").into())
+    Ok(request.path_device()?.clone())
 }
 
 /// A failed registry operation, as both the single and the bulk API report it.

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use hub_shared::config::{ConfigError, Env, vars};
-use hub_shared::error::{ApiError, ErrorCode};
 use hub_shared::http::{HandlerError, HttpRequest, Response, record_activity, respond};
 use hub_shared::ports::{ActivityRecorder, DeviceRegistry, PolicyStore, QueueSender, TwinStore};
 use hub_shared::routes::{Access, Operation};
@@ -120,11 +119,7 @@ where
             Operation::DeviceGetDesired => self.desired(&request).await,
             Operation::ListPolicies => self.list_policies().await,
             Operation::RegeneratePolicyKey => self.regenerate_key(&request).await,
-            other => Err(ApiError::new(
-                ErrorCode::ServerError,
-                format!("{other:?} is not served by the registry"),
-            )
-            .into()),
+            _ => Err(request.not_served("the registry").into()),
         }
     }
 }

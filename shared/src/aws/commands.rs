@@ -191,6 +191,31 @@ impl CommandItem {
     }
 }
 
+/// The command a conditional lock or unlock left (`None` when its condition failed).
+fn updated_command(
+    result: Result<
+        aws_sdk_dynamodb::operation::update_item::UpdateItemOutput,
+        aws_sdk_dynamodb::error::SdkError<
+            aws_sdk_dynamodb::operation::update_item::UpdateItemError,
+        >,
+    >,
+    operation: &'static str,
+) -> Result<Option<QueuedCommand>, StoreError> {
+    match result {
+        Ok(output) => match output.attributes {
+            Some(item) => parse_item(item, operation).map(|stored| Some(stored.command)),
+            None => Ok(None),
+        },
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(StoreError::new(operation, e)),
+    }
+}
+
 fn parse_item(
     item: HashMap<String, AttributeValue>,
     operation: &'static str,
@@ -466,19 +491,7 @@ impl CommandStore for DynamoDbCommandStore {
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        match result {
-            Ok(output) => match output.attributes {
-                Some(item) => parse_item(item, OPERATION).map(|stored| Some(stored.command)),
-                None => Ok(None),
-            },
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(StoreError::new(OPERATION, e)),
-        }
+        updated_command(result, OPERATION)
     }
 
     async fn unlock(
@@ -503,19 +516,7 @@ impl CommandStore for DynamoDbCommandStore {
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        match result {
-            Ok(output) => match output.attributes {
-                Some(item) => parse_item(item, OPERATION).map(|stored| Some(stored.command)),
-                None => Ok(None),
-            },
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(StoreError::new(OPERATION, e)),
-        }
+        updated_command(result, OPERATION)
     }
 
     async fn settle(

@@ -36,6 +36,23 @@ pub struct AuthorizedRequest<'a> {
     pub device_id: Option<DeviceId>,
 }
 
+impl AuthorizedRequest<'_> {
+    /// The device named in the path; a 400 for a route without one.
+    pub fn path_device(&self) -> Result<&DeviceId, ApiError> {
+        self.device_id
+            .as_ref()
+            .ok_or_else(|| ApiError::bad_request("the path has no device id"))
+    }
+
+    /// The answer of a function asked for a route it does not serve (a deployment mistake).
+    pub fn not_served(&self, function: &str) -> ApiError {
+        ApiError::new(
+            ErrorCode::ServerError,
+            format!("{} is not served by {function}", self.route.key),
+        )
+    }
+}
+
 impl<'a> HttpRequest<'a> {
     pub fn new(inner: &'a ApiGatewayV2httpRequest) -> Self {
         Self { inner }

@@ -1,5 +1,3 @@
-data "aws_caller_identity" "current" {}
-data "aws_partition" "current" {}
 data "aws_region" "current" {}
 
 locals {
@@ -17,7 +15,25 @@ locals {
     registryReadWrite = "RegistryRead, RegistryWrite"
   }
 
-  hub_host_name = coalesce(var.hub_host_name, try(trimprefix(module.http_api[0].api_endpoint, "https://"), "localhost"))
+  # The API endpoint without its scheme, whatever it is (emulators answer http://).
+  hub_host_name = coalesce(var.hub_host_name, try(replace(module.http_api[0].api_endpoint, "/^[a-zA-Z][a-zA-Z0-9+.-]*:\\/\\//", ""), "localhost"))
+
+  # Event source and schedule settings, used by the resources below and handed to the local
+  # gateway (output `local_emulation`), so the local emulation runs what is deployed.
+  telemetry_mapping = {
+    batch_size                         = var.analytics_batch_size
+    maximum_batching_window_in_seconds = var.analytics_batching_window_seconds
+    maximum_retry_attempts             = var.analytics_max_retry_attempts
+    maximum_record_age_in_seconds      = var.analytics_max_record_age_seconds
+    bisect_batch_on_function_error     = true
+    starting_position                  = "TRIM_HORIZON"
+    parallelization_factor             = 1
+  }
+  command_requests_mapping = {
+    batch_size                         = var.command_requests_batch_size
+    maximum_batching_window_in_seconds = 1
+  }
+  sweep_schedule = "rate(1 minute)"
 
   common_environment = {
     HUB_HOST_NAME = local.hub_host_name
@@ -164,6 +180,11 @@ module "authorize" {
 }
 
 locals {
+  # The functions send in batches (SendMessageBatch). AWS authorizes that as sqs:SendMessage; some
+  # emulators (MiniStack with IAM enforced) check the batch action by its own name. AWS ignores
+  # action names it does not know, so granting both is exact in both places.
+  sqs_send_batch_actions = ["sqs:SendMessage", "sqs:SendMessageBatch"]
+
   # Functions serving long polls (?waitSeconds, at most 20: C2D receive, desired properties) must
   # fit one in an invocation.
   long_poll_timeout_seconds = max(var.lambda_timeout_seconds, 25)
@@ -204,8 +225,13 @@ module "registry" {
       resources = [aws_dynamodb_table.policies.arn]
     }
     LifecycleEvents = {
-      actions   = ["sqs:SendMessage"]
+      actions   = local.sqs_send_batch_actions
       resources = [module.registry_events.arn]
+    }
+    # Lambda itself records failed scheduled invocations with the function's role.
+    PlatformSweepFailures = {
+      actions   = ["sqs:SendMessage"]
+      resources = [module.sweep_failures.arn]
     }
   }
 }
@@ -355,9 +381,15 @@ module "commands" {
       actions   = ["sqs:SendMessage"]
       resources = [module.c2d_dead_letter.arn, module.command_requests_dead_letter.arn]
     }
-    ConsumeCommandRequests = {
+    # The SQS event source mapping polls with the function's role.
+    PlatformConsumeCommandRequests = {
       actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"]
       resources = [module.command_requests.arn]
+    }
+    # Lambda itself records failed scheduled invocations with the function's role.
+    PlatformSweepFailures = {
+      actions   = ["sqs:SendMessage"]
+      resources = [module.sweep_failures.arn]
     }
   }
 }
@@ -367,9 +399,48 @@ resource "aws_lambda_event_source_mapping" "command_requests" {
 
   event_source_arn                   = module.command_requests.arn
   function_name                      = module.commands.function_arn
-  batch_size                         = var.command_requests_batch_size
-  maximum_batching_window_in_seconds = 1
+  batch_size                         = local.command_requests_mapping.batch_size
+  maximum_batching_window_in_seconds = local.command_requests_mapping.maximum_batching_window_in_seconds
   function_response_types            = ["ReportBatchItemFailures"]
+}
+
+# --- The sweep schedule ------------------------------------------------------------------------
+# Once a minute EventBridge invokes the commands sweep (expiry, lost locks, unfinished
+# settlements) and the registry sweep (lifecycle events left in the outbox). A sweep that cannot
+# finish fails its invocation; Lambda retries it, and an invocation that still fails, like an
+# event EventBridge could not deliver, lands in the sweep-failures queue (alarmed on).
+
+module "sweep_failures" {
+  source            = "./modules/queue"
+  name              = "${var.name_prefix}-sweep-failures"
+  retention_seconds = 1209600
+}
+
+# EventBridge delivers events it could not hand to a target here.
+data "aws_iam_policy_document" "sweep_failures" {
+  count = var.deploy_compute ? 1 : 0
+
+  statement {
+    sid       = "EventBridgeDeadLetters"
+    actions   = ["sqs:SendMessage"]
+    resources = [module.sweep_failures.arn]
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
+    }
+    condition {
+      test     = "ArnEquals"
+      variable = "aws:SourceArn"
+      values   = [aws_cloudwatch_event_rule.sweep[0].arn]
+    }
+  }
+}
+
+resource "aws_sqs_queue_policy" "sweep_failures" {
+  count = var.deploy_compute ? 1 : 0
+
+  queue_url = module.sweep_failures.url
+  policy    = data.aws_iam_policy_document.sweep_failures[0].json
 }
 
 resource "aws_cloudwatch_event_rule" "sweep" {
@@ -377,41 +448,57 @@ resource "aws_cloudwatch_event_rule" "sweep" {
 
   name                = "${var.name_prefix}-c2d-sweep"
   description         = "Expires cloud-to-device messages, finishes interrupted settlements, publishes left-over lifecycle events."
-  schedule_expression = "rate(1 minute)"
+  schedule_expression = local.sweep_schedule
+}
+
+locals {
+  # The schedule's targets (also run by the local gateway's emulated schedule).
+  sweep_target_names = ["commands", "registry"]
+  sweep_targets = var.deploy_compute ? {
+    for name, function in { commands = module.commands, registry = module.registry } :
+    name => function if contains(local.sweep_target_names, name)
+  } : {}
 }
 
 resource "aws_cloudwatch_event_target" "sweep" {
-  count = var.deploy_compute ? 1 : 0
+  for_each = local.sweep_targets
 
   rule = aws_cloudwatch_event_rule.sweep[0].name
-  arn  = module.commands.function_arn
-}
+  arn  = each.value.function_arn
 
-resource "aws_cloudwatch_event_target" "registry_sweep" {
-  count = var.deploy_compute ? 1 : 0
+  retry_policy {
+    maximum_event_age_in_seconds = 300
+    maximum_retry_attempts       = 3
+  }
 
-  rule = aws_cloudwatch_event_rule.sweep[0].name
-  arn  = module.registry.function_arn
-}
-
-resource "aws_lambda_permission" "registry_sweep" {
-  count = var.deploy_compute ? 1 : 0
-
-  statement_id  = "sweep-schedule"
-  action        = "lambda:InvokeFunction"
-  function_name = module.registry.function_name
-  principal     = "events.amazonaws.com"
-  source_arn    = aws_cloudwatch_event_rule.sweep[0].arn
+  dead_letter_config {
+    arn = module.sweep_failures.arn
+  }
 }
 
 resource "aws_lambda_permission" "sweep" {
-  count = var.deploy_compute ? 1 : 0
+  for_each = local.sweep_targets
 
   statement_id  = "sweep-schedule"
   action        = "lambda:InvokeFunction"
-  function_name = module.commands.function_name
+  function_name = each.value.function_name
   principal     = "events.amazonaws.com"
   source_arn    = aws_cloudwatch_event_rule.sweep[0].arn
+}
+
+# EventBridge invokes asynchronously: a failed sweep is retried by Lambda, then recorded.
+resource "aws_lambda_function_event_invoke_config" "sweep" {
+  for_each = local.sweep_targets
+
+  function_name                = each.value.function_name
+  maximum_event_age_in_seconds = 300
+  maximum_retry_attempts       = 2
+
+  destination_config {
+    on_failure {
+      destination = module.sweep_failures.arn
+    }
+  }
 }
 
 # --- Stream analytics ------------------------------------------------------------------------
@@ -545,17 +632,22 @@ module "analytics" {
       actions   = ["dynamodb:BatchGetItem"]
       resources = [aws_dynamodb_table.twins.arn]
     }
-    ReadTelemetry = {
+    # The Kinesis event source mapping reads the stream, and reports abandoned batches to the
+    # on-failure destination, with the function's role.
+    PlatformReadTelemetry = {
       actions   = ["kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:ListShards"]
       resources = [aws_kinesis_stream.telemetry.arn]
     }
+    PlatformOnFailure = {
+      actions   = ["sqs:SendMessage"]
+      resources = [module.analytics_failed_batches.arn]
+    }
     Send = {
-      actions = ["sqs:SendMessage"]
+      actions = local.sqs_send_batch_actions
       resources = [
         module.command_requests.arn,
         module.alerts_queue.arn,
         module.analytics_dead_letter.arn,
-        module.analytics_failed_batches.arn,
       ]
     }
   }
@@ -566,13 +658,13 @@ resource "aws_lambda_event_source_mapping" "telemetry" {
 
   event_source_arn                   = aws_kinesis_stream.telemetry.arn
   function_name                      = module.analytics.function_arn
-  starting_position                  = "TRIM_HORIZON"
-  batch_size                         = var.analytics_batch_size
-  maximum_batching_window_in_seconds = var.analytics_batching_window_seconds
-  parallelization_factor             = 1
-  bisect_batch_on_function_error     = true
-  maximum_retry_attempts             = var.analytics_max_retry_attempts
-  maximum_record_age_in_seconds      = var.analytics_max_record_age_seconds
+  starting_position                  = local.telemetry_mapping.starting_position
+  batch_size                         = local.telemetry_mapping.batch_size
+  maximum_batching_window_in_seconds = local.telemetry_mapping.maximum_batching_window_in_seconds
+  parallelization_factor             = local.telemetry_mapping.parallelization_factor
+  bisect_batch_on_function_error     = local.telemetry_mapping.bisect_batch_on_function_error
+  maximum_retry_attempts             = local.telemetry_mapping.maximum_retry_attempts
+  maximum_record_age_in_seconds      = local.telemetry_mapping.maximum_record_age_in_seconds
   function_response_types            = ["ReportBatchItemFailures"]
 
   destination_config {

@@ -125,3 +125,44 @@ output "iothubowner_connection_string" {
   sensitive   = true
   value       = "HostName=${local.hub_host_name};SharedAccessKeyName=iothubowner;SharedAccessKey=${jsondecode(aws_dynamodb_table_item.policy["iothubowner"].item).primaryKey.S}"
 }
+
+output "local_emulation" {
+  description = "What the local gateway (hub-local) needs to play Lambda with this configuration: each function's environment and timeout, the event source mappings and the sweep schedule, from the same values the resources use."
+  value = {
+    functions = {
+      for name, function in {
+        authorize = module.authorize
+        registry  = module.registry
+        ingest    = module.ingest
+        commands  = module.commands
+        analytics = module.analytics
+        } : name => {
+        environment     = function.environment
+        timeout_seconds = function.timeout_seconds
+      }
+    }
+    telemetry_mapping = merge(local.telemetry_mapping, {
+      function             = "analytics"
+      stream_name          = aws_kinesis_stream.telemetry.name
+      on_failure_queue_url = module.analytics_failed_batches.url
+    })
+    command_requests_mapping = merge(local.command_requests_mapping, {
+      function  = "commands"
+      queue_url = module.command_requests.url
+    })
+    schedule = {
+      expression = local.sweep_schedule
+      targets    = local.sweep_target_names
+    }
+  }
+}
+
+output "sweep_failures_queue_url" {
+  description = "SQS queue of scheduled sweeps that failed after Lambda's retries, or that EventBridge could not deliver."
+  value       = module.sweep_failures.url
+}
+
+output "alarm_topic_arn" {
+  description = "SNS topic the hub's alarms notify."
+  value       = local.alarm_topic_arn
+}

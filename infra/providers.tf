@@ -1,6 +1,8 @@
 locals {
   # Set for LocalStack (or another emulator): every service the hub uses goes to that endpoint,
-  # with test credentials and without the account and metadata look-ups AWS needs.
+  # with test credentials and without the credential and metadata checks AWS needs. The account
+  # id is still asked for (the emulator's STS answers): without it the provider writes ARNs with
+  # an empty account, and permissions built from them never match.
   emulated = var.aws_endpoint_url != null
 }
 
@@ -11,18 +13,19 @@ provider "aws" {
   secret_key                  = local.emulated ? "test" : null
   skip_credentials_validation = local.emulated
   skip_metadata_api_check     = local.emulated
-  skip_requesting_account_id  = local.emulated
 
   dynamic "endpoints" {
     for_each = local.emulated ? [var.aws_endpoint_url] : []
     content {
       apigatewayv2   = endpoints.value
+      cloudwatch     = endpoints.value
       cloudwatchlogs = endpoints.value
       dynamodb       = endpoints.value
       events         = endpoints.value
       iam            = endpoints.value
       kinesis        = endpoints.value
       lambda         = endpoints.value
+      sns            = endpoints.value
       sqs            = endpoints.value
       sts            = endpoints.value
     }

@@ -250,3 +250,44 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "alarm_topic_arn" {
+  description = "SNS topic the alarms notify. Null creates `<name_prefix>-alarms`; subscribe to it (e-mail, chat, paging)."
+  type        = string
+  default     = null
+}
+
+variable "undrained_queue_age_alarm_seconds" {
+  description = "Age of the oldest message in a queue only others drain (feedback, alerts, registry events) above which the alarm fires; keep it well under the queues' 4-day retention."
+  type        = number
+  default     = 21600
+
+  validation {
+    condition     = var.undrained_queue_age_alarm_seconds >= 300 && var.undrained_queue_age_alarm_seconds < 345600
+    error_message = "undrained_queue_age_alarm_seconds must be between 300 and 345599 (the queues keep messages for 4 days)."
+  }
+}
+
+variable "function_errors_alarm_threshold" {
+  description = "Failed invocations of one function within 5 minutes that raise its alarm."
+  type        = number
+  default     = 1
+}
+
+variable "analytics_iterator_age_alarm_seconds" {
+  description = "How far (in seconds) the analytics function may fall behind the telemetry stream, in 3 of 5 minutes, before its alarm fires."
+  type        = number
+  default     = 300
+}
+
+variable "api_5xx_alarm_threshold" {
+  description = "5xx answers of the HTTP API within 5 minutes that raise its alarm."
+  type        = number
+  default     = 10
+}
+
+variable "dynamodb_throttles_alarm_threshold" {
+  description = "Throttled reads plus writes on one table within 5 minutes that raise its alarm."
+  type        = number
+  default     = 10
+}

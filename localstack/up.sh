@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Brings up the local AWS environment for the hub: starts LocalStack (installing it on first use),
-# applies infra/ to it, and writes .local/hub.env, the environment the local gateway and the tests
-# read (endpoints, credentials, table and stream names from the Terraform outputs).
+# applies infra/ to it, and writes .local/hub.env and .local/hub-settings.json, what the local
+# gateway and the tests read (endpoints, credentials, names, each function's environment and the
+# event source settings, all from the Terraform outputs).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -31,33 +32,6 @@ if ! apply; then
 fi
 log "terraform apply done in $((SECONDS - started))s"
 
-outputs=$("$LS_DIR/terraform.sh" output -json)
-output() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]]["value"])' "$1" <<<"$outputs"; }
-
-cat >"$HUB_LOCAL/hub.env" <<ENV
-# Written by localstack/up.sh from the Terraform outputs of the local apply. Do not edit.
-AWS_ENDPOINT_URL=$LS_URL
-AWS_REGION=$(output region)
-AWS_ACCESS_KEY_ID=test
-AWS_SECRET_ACCESS_KEY=test
-AWS_EC2_METADATA_DISABLED=true
-HUB_HOST_NAME=$(output hub_host_name)
-HUB_REGISTRY_TABLE=$(output registry_table_name)
-HUB_POLICIES_TABLE=$(output policies_table_name)
-HUB_TWINS_TABLE=$(output twins_table_name)
-HUB_REGISTRY_EVENTS_QUEUE_URL=$(output registry_events_queue_url)
-HUB_TELEMETRY_STREAM=$(output telemetry_stream_name)
-HUB_COMMANDS_TABLE=$(output commands_table_name)
-HUB_FEEDBACK_QUEUE_URL=$(output feedback_queue_url)
-HUB_C2D_DEAD_LETTER_QUEUE_URL=$(output c2d_dead_letter_queue_url)
-HUB_COMMAND_REQUESTS_QUEUE_URL=$(output command_requests_queue_url)
-HUB_COMMAND_REQUESTS_DLQ_URL=$(output command_requests_dead_letter_queue_url)
-HUB_ANALYTICS_TABLE=$(output analytics_table_name)
-HUB_ALERTS_TABLE=$(output alerts_table_name)
-HUB_RULES_TABLE=$(output rules_table_name)
-HUB_ALERTS_QUEUE_URL=$(output alerts_queue_url)
-HUB_ANALYTICS_DLQ_URL=$(output analytics_dead_letter_queue_url)
-HUB_ANALYTICS_FAILURES_QUEUE_URL=$(output analytics_failed_batches_queue_url)
-HUB_ANALYTICS_WINDOWS=1m,1h
-ENV
-log "environment written to $HUB_LOCAL/hub.env"
+source "$REPO_ROOT/scripts/lib/hub-env.sh"
+write_hub_env "$LS_DIR/terraform.sh" "$LS_URL" "$HUB_LOCAL"
+log "environment written to $HUB_LOCAL/hub.env and $HUB_LOCAL/hub-settings.json"

@@ -116,9 +116,17 @@ pub struct DeviceClientBuilder {
     token_ttl: Duration,
     timeout: Duration,
     send_attempts: u32,
+    connect_to: Option<std::net::SocketAddr>,
 }
 
 impl DeviceClientBuilder {
+    /// Connects to `addr` whatever the base URL's host resolves to (as `curl --connect-to`), for
+    /// hubs on names no resolver knows, such as an emulator's `<id>.execute-api.localhost`.
+    pub fn connect_to(mut self, addr: std::net::SocketAddr) -> Self {
+        self.connect_to = Some(addr);
+        self
+    }
+
     /// Talks to `url` (e.g. `http://127.0.0.1:8080`) instead of `https://<HostName>`; tokens still
     /// name the hub's host name.
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
@@ -154,11 +162,19 @@ impl DeviceClientBuilder {
                 .collect::<Result<Vec<_>, _>>()?;
             http = http.tls_certs_merge(certificates);
         }
+        let base_url = self
+            .base_url
+            .unwrap_or_else(|| format!("https://{}", self.host_name));
+        if let Some(addr) = self.connect_to
+            && let Some(host) = reqwest::Url::parse(&base_url)
+                .ok()
+                .and_then(|url| url.host_str().map(str::to_owned))
+        {
+            http = http.resolve(&host, addr);
+        }
         Ok(DeviceClient {
             http: http.build()?,
-            base_url: self
-                .base_url
-                .unwrap_or_else(|| format!("https://{}", self.host_name)),
+            base_url,
             resource: format!(
                 "{}/devices/{}",
                 self.host_name,
@@ -206,6 +222,7 @@ impl DeviceClient {
                 token_ttl: Duration::from_secs(3600),
                 timeout: Duration::from_secs(60),
                 send_attempts: 4,
+                connect_to: None,
             }),
             ConnectionString::Service { .. } => {
                 Err(Error::Config("a service connection string was given; a device needs DeviceId and SharedAccessKey".into()))

@@ -1,4 +1,5 @@
-# Settings for applying this configuration to LocalStack (localstack/apply.sh passes these).
+# Settings for applying this configuration to LocalStack (localstack/terraform.sh passes these,
+# with aws_endpoint_url).
 aws_endpoint_url    = "http://127.0.0.1:4566"
 deploy_compute      = false
 hub_host_name       = "localhost"

@@ -103,7 +103,11 @@ pub async fn serve(hub: &Arc<Hub>, request: IncomingRequest) -> Response {
     if serde_json::to_vec(&event).map_or(0, |bytes| bytes.len()) > MAX_EVENT_BYTES {
         return gateway_error(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
     }
-    match hub.invoke_route(route.function, event).await {
+    let response = hub
+        .invoke(route.function.into(), event)
+        .await
+        .and_then(|value| Ok(serde_json::from_value::<ApiGatewayV2httpResponse>(value)?));
+    match response {
         Ok(response) => into_http(response),
         Err(error) => {
             tracing::error!(%error, function = route.function.name(), "function failed");

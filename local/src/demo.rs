@@ -130,7 +130,8 @@ pub async fn run(
         .ok_or_else(|| ToolError::Message("the registry answered no primary key".into()))?;
     let key = SymmetricKey::from_base64(&key).map_err(|e| ToolError::Message(e.to_string()))?;
 
-    let mut tail = TelemetryTail::from_now(hub.kinesis.clone(), &hub.telemetry_stream).await?;
+    let mut tail =
+        TelemetryTail::from_now(hub.clients.kinesis.clone(), &hub.telemetry_stream).await?;
     let message_id = format!("demo-{}", uuid::Uuid::new_v4());
     let sent = client
         .post(format!(

@@ -1,5 +1,7 @@
-//! What Lambda does besides HTTP, emulated: the SQS event source mapping of the `commands`
-//! function (batches, partial batch responses) and its EventBridge sweep schedule.
+//! What Lambda does besides HTTP, emulated with the deployed settings (`settings`): the SQS event
+//! source mapping of the `commands` function (batches, batching window, partial batch responses),
+//! the Kinesis mapping of `analytics` (`kinesis_mapping`), and the EventBridge schedule of the
+//! sweeps.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,81 +11,114 @@ use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeN
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use crate::hub::Hub;
+use crate::hub::{FunctionName, Hub};
 use crate::kinesis_mapping::{self, KinesisMappingOptions};
+use crate::settings::SettingsError;
 
 #[derive(Debug, Clone)]
 pub struct EventSourceOptions {
-    /// How often the sweep runs (EventBridge: once a minute in AWS).
-    pub sweep_every: Duration,
-    /// Records per invocation, as the mapping's batch size.
-    pub batch_size: i32,
-    /// The analytics function's Kinesis mapping.
+    /// How often the schedule runs its targets; `None` leaves it to the caller
+    /// (`Hub::run_schedule`), as tests do to sweep at a moment of their choosing.
+    pub schedule_every: Option<Duration>,
+    pub command_requests: SqsMappingOptions,
     pub kinesis: KinesisMappingOptions,
 }
 
-impl Default for EventSourceOptions {
-    fn default() -> Self {
-        Self {
-            sweep_every: Duration::from_secs(5),
-            batch_size: 10,
-            kinesis: KinesisMappingOptions::default(),
-        }
+#[derive(Debug, Clone)]
+pub struct SqsMappingOptions {
+    pub function: FunctionName,
+    pub queue_url: String,
+    pub batch_size: i32,
+    pub batching_window: Duration,
+}
+
+impl EventSourceOptions {
+    /// The settings Terraform deploys (batch sizes, windows, retries, the schedule's rate).
+    pub fn deployed(hub: &Hub) -> Result<Self, SettingsError> {
+        let settings = &hub.settings;
+        let sqs = &settings.command_requests_mapping;
+        Ok(Self {
+            schedule_every: Some(settings.schedule.period()?),
+            command_requests: SqsMappingOptions {
+                function: function_named(&sqs.function)?,
+                queue_url: sqs.queue_url.clone(),
+                batch_size: sqs.batch_size,
+                batching_window: Duration::from_secs(sqs.maximum_batching_window_in_seconds),
+            },
+            kinesis: KinesisMappingOptions::deployed(&settings.telemetry_mapping)?,
+        })
     }
 }
 
+pub(crate) fn function_named(name: &str) -> Result<FunctionName, SettingsError> {
+    FunctionName::parse(name).ok_or(SettingsError::MissingFunction("(event source target)"))
+}
+
 pub fn spawn(hub: Arc<Hub>, options: &EventSourceOptions) -> Vec<JoinHandle<()>> {
-    vec![
-        tokio::spawn(poll_command_requests(Arc::clone(&hub), options.batch_size)),
+    let mut tasks = vec![
+        tokio::spawn(poll_command_requests(
+            Arc::clone(&hub),
+            options.command_requests.clone(),
+        )),
         tokio::spawn(kinesis_mapping::run(
             Arc::clone(&hub),
             options.kinesis.clone(),
         )),
-        tokio::spawn(sweep(hub, options.sweep_every)),
-    ]
+    ];
+    if let Some(every) = options.schedule_every {
+        tasks.push(tokio::spawn(schedule(hub, every)));
+    }
+    tasks
 }
 
-async fn sweep(hub: Arc<Hub>, every: Duration) {
+async fn schedule(hub: Arc<Hub>, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let event =
-            json!({ "detail-type": "Scheduled Event", "source": "aws.events", "detail": {} });
-        // EventBridge invokes both targets of the schedule rule.
-        let (commands, registry) = tokio::join!(
-            hub.invoke_commands(event.clone()),
-            hub.invoke_registry(event)
-        );
-        for error in [commands.err(), registry.err()].into_iter().flatten() {
-            tracing::error!(%error, "sweep invocation failed");
+        for (target, error) in hub.run_schedule().await {
+            tracing::error!(function = target.as_str(), %error, "scheduled invocation failed");
         }
     }
 }
 
-/// Long-polls the queue, invokes the function with each batch, and deletes the records it did
-/// not report as failed. Failed records become visible again after the queue's visibility
-/// timeout; SQS's redrive policy moves them to the dead-letter queue after maxReceiveCount.
-async fn poll_command_requests(hub: Arc<Hub>, batch_size: i32) {
-    let queue_url = hub.command_requests_queue_url.clone();
+/// Long-polls the queue, gathers up to a batch within the batching window, invokes the function,
+/// and deletes the records it did not report as failed. Failed records become visible again after
+/// the queue's visibility timeout; SQS's redrive policy moves them to the dead-letter queue after
+/// maxReceiveCount.
+async fn poll_command_requests(hub: Arc<Hub>, options: SqsMappingOptions) {
+    let queue_url = options.queue_url.clone();
+    let batch_size = options.batch_size.max(1);
     loop {
-        let received = hub
-            .sqs
-            .receive_message()
-            .queue_url(&queue_url)
-            .max_number_of_messages(batch_size.clamp(1, 10))
-            .wait_time_seconds(2)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .send()
-            .await;
-        let messages = match received {
-            Ok(output) => output.messages.unwrap_or_default(),
-            Err(error) => {
-                tracing::warn!(error = %hub_shared::error::Chain(&error), "polling command requests failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
+        let mut messages = Vec::new();
+        let deadline = tokio::time::Instant::now() + options.batching_window;
+        loop {
+            let wanted = (batch_size - messages.len() as i32).clamp(1, 10);
+            let received = hub
+                .clients
+                .sqs
+                .receive_message()
+                .queue_url(&queue_url)
+                .max_number_of_messages(wanted)
+                .wait_time_seconds(if messages.is_empty() { 2 } else { 0 })
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .send()
+                .await;
+            match received {
+                Ok(output) => messages.extend(output.messages.unwrap_or_default()),
+                Err(error) => {
+                    tracing::warn!(error = %hub_shared::error::Chain(&error), "polling command requests failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
             }
-        };
+            if messages.is_empty() || messages.len() as i32 >= batch_size {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         if messages.is_empty() {
             continue;
         }
@@ -107,7 +142,10 @@ async fn poll_command_requests(hub: Arc<Hub>, batch_size: i32) {
                 })
             })
             .collect();
-        let failed: Vec<String> = match hub.invoke_commands(json!({ "Records": records })).await {
+        let failed: Vec<String> = match hub
+            .invoke(options.function, json!({ "Records": records }))
+            .await
+        {
             Ok(response) => match serde_json::from_value::<SqsBatchResponse>(response) {
                 Ok(batch) => batch
                     .batch_item_failures
@@ -135,16 +173,19 @@ async fn poll_command_requests(hub: Arc<Hub>, batch_size: i32) {
                     .ok()
             })
             .collect();
-        if !done.is_empty()
-            && let Err(error) = hub
+        // SQS deletes at most 10 messages per call.
+        for chunk in done.chunks(10) {
+            if let Err(error) = hub
+                .clients
                 .sqs
                 .delete_message_batch()
                 .queue_url(&queue_url)
-                .set_entries(Some(done))
+                .set_entries(Some(chunk.to_vec()))
                 .send()
                 .await
-        {
-            tracing::warn!(error = %hub_shared::error::Chain(&error), "deleting processed command requests failed; they will be redelivered");
+            {
+                tracing::warn!(error = %hub_shared::error::Chain(&error), "deleting processed command requests failed; they will be redelivered");
+            }
         }
     }
 }

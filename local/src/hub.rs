@@ -1,296 +1,354 @@
-//! The hub's functions, in process: the same handler code the Lambdas run, built once with the
-//! same AWS adapters and configuration, invoked through a JSON round trip as Lambda would.
+//! The hub's functions, in process. Each is built by its own crate's `build`, from its own
+//! environment exactly as Terraform sets it (see `settings`), with its own AWS clients, and is
+//! invoked through the entry point Lambda calls: event JSON in, response JSON out.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use aws_lambda_events::apigw::{
-    ApiGatewayV2CustomAuthorizerV2Request, ApiGatewayV2httpRequest, ApiGatewayV2httpResponse,
-};
-use hub_analytics::{AnalyticsConfig, AnalyticsHandler};
-use hub_authorize::{Authorizer, AuthorizerConfig, AuthorizerResponse};
-use hub_commands::{Commands, CommandsConfig, CommandsHandler};
-use hub_ingest::{IngestConfig, IngestHandler};
-use hub_registry::{RegistryConfig, RegistryHandler};
-use hub_shared::aws::{
-    DynamoDbAnalyticsStore, DynamoDbCommandStore, DynamoDbDeviceRegistry, DynamoDbPolicyStore,
-    DynamoDbRuleStore, DynamoDbTwinStore, KinesisRecordSink, SqsQueue,
-};
-use hub_shared::config::{ConfigError, Env, vars};
-use hub_shared::routes::Function;
-use serde::Serialize;
+use hub_shared::aws::{Clients, DynamoDbDeviceRegistry, DynamoDbPolicyStore};
+use hub_shared::config::{ConfigError, Env};
+use hub_shared::lambda::{Function, InvocationError};
+use serde_json::Value;
 
 use crate::metrics::{CallCounter, Instrumentation};
-use serde::de::DeserializeOwned;
+use crate::settings::{LocalSettings, SettingsError};
 
-pub type CommandsService =
-    CommandsHandler<DynamoDbCommandStore, SqsQueue, SqsQueue, DynamoDbDeviceRegistry>;
-pub type RegistryService =
-    RegistryHandler<DynamoDbDeviceRegistry, DynamoDbTwinStore, DynamoDbPolicyStore, SqsQueue>;
-pub type AnalyticsService =
-    AnalyticsHandler<DynamoDbAnalyticsStore, DynamoDbRuleStore, SqsQueue, DynamoDbTwinStore>;
+/// The hub's Lambda functions, by the names Terraform gives them (after the prefix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FunctionName {
+    Authorize,
+    Registry,
+    Ingest,
+    Commands,
+    Analytics,
+}
 
-pub struct Hub {
-    pub authorizer: Authorizer<DynamoDbDeviceRegistry, DynamoDbPolicyStore>,
-    pub registry: RegistryService,
-    pub ingest: IngestHandler<KinesisRecordSink, DynamoDbDeviceRegistry>,
-    pub commands: CommandsService,
-    pub analytics: AnalyticsService,
-    /// Where the emulated Kinesis event source mapping reports batches it gave up on.
-    pub analytics_failures_queue_url: String,
-    /// The queue the `commands` function consumes through its event source mapping.
-    pub command_requests_queue_url: String,
-    pub sqs: aws_sdk_sqs::Client,
-    /// Direct access to the tables, for the local tools (tokens, connection strings).
-    pub devices: DynamoDbDeviceRegistry,
-    pub policies: DynamoDbPolicyStore,
-    pub kinesis: aws_sdk_kinesis::Client,
-    pub telemetry_stream: String,
-    pub host_name: String,
-    pub instrumentation: Option<Instrumentation>,
+impl FunctionName {
+    pub const ALL: [FunctionName; 5] = [
+        FunctionName::Authorize,
+        FunctionName::Registry,
+        FunctionName::Ingest,
+        FunctionName::Commands,
+        FunctionName::Analytics,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FunctionName::Authorize => "authorize",
+            FunctionName::Registry => "registry",
+            FunctionName::Ingest => "ingest",
+            FunctionName::Commands => "commands",
+            FunctionName::Analytics => "analytics",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.as_str() == name)
+    }
+}
+
+impl From<hub_shared::routes::Function> for FunctionName {
+    fn from(function: hub_shared::routes::Function) -> Self {
+        use hub_shared::routes::Function;
+        match function {
+            Function::Registry => FunctionName::Registry,
+            Function::Ingest => FunctionName::Ingest,
+            Function::Commands => FunctionName::Commands,
+            Function::Analytics => FunctionName::Analytics,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error("function {function}: {source}")]
+    Config {
+        function: &'static str,
+        source: ConfigError,
+    },
+    #[error("no function reads {0}; an override must name a variable of a function's environment")]
+    UnknownOverride(String),
 }
 
 /// Why an invocation did not produce a response, as Lambda would report it.
 #[derive(Debug, thiserror::Error)]
 pub enum InvokeError {
+    #[error("the function failed: {0}")]
+    Function(#[from] InvocationError),
     #[error("the event or response did not survive the Lambda JSON boundary: {0}")]
     Payload(#[from] serde_json::Error),
     #[error("the function panicked")]
     Panicked,
+    #[error("the function timed out after {0:?}")]
+    TimedOut(Duration),
 }
 
-impl From<tokio::task::JoinError> for InvokeError {
-    fn from(_: tokio::task::JoinError) -> Self {
-        InvokeError::Panicked
-    }
+pub struct Hub {
+    pub authorize: hub_authorize::Handler,
+    pub registry: hub_registry::Handler,
+    pub ingest: hub_ingest::Handler,
+    pub commands: hub_commands::Handler,
+    pub analytics: hub_analytics::Handler,
+    /// Each function's environment (with overrides applied), mappings and schedule.
+    pub settings: LocalSettings,
+    /// Clients of the emulated event sources and the local tools: AWS's side, not a function's.
+    pub clients: Clients,
+    /// Direct access to identities, for the local tools (tokens, connection strings).
+    pub devices: DynamoDbDeviceRegistry,
+    pub policies: DynamoDbPolicyStore,
+    pub host_name: String,
+    pub telemetry_stream: String,
+    pub instrumentation: Option<Instrumentation>,
+    timeouts: BTreeMap<FunctionName, Duration>,
 }
 
 impl Hub {
-    /// Builds every function from the environment, as each Lambda's `main` does at cold start.
-    pub async fn from_env<F: Fn(&str) -> Option<String>>(
-        env: &Env<F>,
-    ) -> Result<Self, ConfigError> {
-        Self::from_env_with(env, None).await
+    /// Builds every function from its settings, as each Lambda's `main` does at cold start.
+    pub async fn from_settings(settings: LocalSettings) -> Result<Self, HubError> {
+        Self::build(settings, &[], None).await
     }
 
-    /// As `from_env`, counting DynamoDB calls when `instrumentation` is given.
-    pub async fn from_env_with<F: Fn(&str) -> Option<String>>(
-        env: &Env<F>,
+    /// As `from_settings`, with variables of the functions' environments overridden (each
+    /// function that reads a variable gets the override), counting AWS calls when
+    /// `instrumentation` is given.
+    pub async fn build(
+        mut settings: LocalSettings,
+        overrides: &[(&str, &str)],
         instrumentation: Option<&Instrumentation>,
-    ) -> Result<Self, ConfigError> {
-        let authorizer_config = AuthorizerConfig::from_env(env)?;
-        let registry_config = RegistryConfig::from_env(env)?;
-        let ingest_config = IngestConfig::from_env(env)?;
-        let commands_config = CommandsConfig::from_env(env)?;
-        let analytics_config = AnalyticsConfig::from_env(env)?;
-        let analytics_failures_queue_url = env.required(vars::ANALYTICS_FAILURES_QUEUE_URL)?;
-        let command_requests_queue_url = env.required(vars::COMMAND_REQUESTS_QUEUE_URL)?;
-        let sdk = hub_shared::aws::sdk_config().await;
-        let dynamodb_client = |counter: Option<&CallCounter>| {
-            let mut config = aws_sdk_dynamodb::config::Builder::from(&sdk);
-            if let Some(counter) = counter {
-                config = config.interceptor(counter.clone());
+    ) -> Result<Self, HubError> {
+        for (name, value) in overrides {
+            let mut applied = false;
+            for function in settings.functions.values_mut() {
+                if let Some(slot) = function.environment.get_mut(*name) {
+                    *slot = (*value).to_owned();
+                    applied = true;
+                }
             }
-            aws_sdk_dynamodb::Client::from_conf(config.build())
+            if !applied {
+                return Err(HubError::UnknownOverride((*name).to_owned()));
+            }
+        }
+        let sdk = hub_shared::aws::sdk_config().await;
+        let clients_for = |function: FunctionName| {
+            let counter = instrumentation.map(|i| match function {
+                FunctionName::Authorize => &i.authorizer_dynamodb,
+                FunctionName::Analytics => &i.analytics_dynamodb,
+                _ => &i.functions_dynamodb,
+            });
+            function_clients(&sdk, counter)
         };
-        let authorizer_dynamodb = dynamodb_client(instrumentation.map(|i| &i.authorizer_dynamodb));
-        let dynamodb = dynamodb_client(instrumentation.map(|i| &i.functions_dynamodb));
-        let analytics_dynamodb = dynamodb_client(instrumentation.map(|i| &i.analytics_dynamodb));
-        let kinesis = aws_sdk_kinesis::Client::new(&sdk);
-        let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let commands = CommandsHandler::new(
-            Commands::new(
-                DynamoDbCommandStore::new(
-                    dynamodb.clone(),
-                    &commands_config.commands_table,
-                    &commands_config.registry_table,
-                ),
-                SqsQueue::new(sqs.clone(), &commands_config.feedback_queue_url),
-                SqsQueue::new(sqs.clone(), &commands_config.dead_letter_queue_url),
-                commands_config.policy,
-            ),
-            SqsQueue::new(sqs.clone(), &commands_config.requests_dead_letter_queue_url),
-            DynamoDbDeviceRegistry::new(dynamodb.clone(), &commands_config.registry_table),
-        );
-        let analytics = AnalyticsHandler::new(
-            analytics_config.windows.clone(),
-            DynamoDbAnalyticsStore::new(
-                analytics_dynamodb.clone(),
-                &analytics_config.analytics_table,
-                &analytics_config.alerts_table,
-                analytics_config.retention,
-            ),
-            DynamoDbRuleStore::new(analytics_dynamodb.clone(), &analytics_config.rules_table),
-            SqsQueue::new(sqs.clone(), &analytics_config.command_requests_queue_url),
-            SqsQueue::new(sqs.clone(), &analytics_config.alerts_queue_url),
-            SqsQueue::new(sqs.clone(), &analytics_config.dead_letter_queue_url),
-            analytics_config.rules_cache,
-        )
-        .with_tags(DynamoDbTwinStore::new(
-            analytics_dynamodb,
-            &analytics_config.twins_table,
-        ));
-        let devices = DynamoDbDeviceRegistry::new(
-            authorizer_dynamodb.clone(),
-            &authorizer_config.registry_table,
-        );
-        let policies =
-            DynamoDbPolicyStore::new(authorizer_dynamodb, &authorizer_config.policies_table);
+        let env_of = |function: FunctionName| -> Result<Env<_>, HubError> {
+            let environment = settings.function(function)?.environment.clone();
+            Ok(Env::from_fn(move |name: &str| {
+                environment.get(name).cloned()
+            }))
+        };
+        let config_error = |function: FunctionName| {
+            move |source| HubError::Config {
+                function: function.as_str(),
+                source,
+            }
+        };
+
+        let authorize_config =
+            hub_authorize::AuthorizerConfig::from_env(&env_of(FunctionName::Authorize)?)
+                .map_err(config_error(FunctionName::Authorize))?;
+        let registry_config =
+            hub_registry::RegistryConfig::from_env(&env_of(FunctionName::Registry)?)
+                .map_err(config_error(FunctionName::Registry))?;
+        let ingest_config = hub_ingest::IngestConfig::from_env(&env_of(FunctionName::Ingest)?)
+            .map_err(config_error(FunctionName::Ingest))?;
+        let commands_config =
+            hub_commands::CommandsConfig::from_env(&env_of(FunctionName::Commands)?)
+                .map_err(config_error(FunctionName::Commands))?;
+        let analytics_config =
+            hub_analytics::AnalyticsConfig::from_env(&env_of(FunctionName::Analytics)?)
+                .map_err(config_error(FunctionName::Analytics))?;
+
+        let clients = Clients::from_sdk(&sdk);
+        let tools_dynamodb = clients.dynamodb.clone();
+        let mut timeouts = BTreeMap::new();
+        for function in FunctionName::ALL {
+            timeouts.insert(
+                function,
+                Duration::from_secs(settings.function(function)?.timeout_seconds.max(1)),
+            );
+        }
         Ok(Self {
-            authorizer: Authorizer::new(
-                devices.clone(),
-                policies.clone(),
-                &authorizer_config.host_name,
-                authorizer_config.clock_skew,
+            authorize: hub_authorize::build(
+                &authorize_config,
+                &clients_for(FunctionName::Authorize),
             ),
-            registry: RegistryHandler::new(
-                DynamoDbDeviceRegistry::new(dynamodb.clone(), &registry_config.registry_table)
-                    .with_twins_table(&registry_config.twins_table),
-                DynamoDbTwinStore::new(dynamodb.clone(), &registry_config.twins_table),
-                DynamoDbPolicyStore::new(dynamodb.clone(), &registry_config.policies_table),
-                SqsQueue::new(sqs.clone(), &registry_config.registry_events_queue_url),
-                &registry_config.host_name,
+            registry: hub_registry::build(&registry_config, &clients_for(FunctionName::Registry)),
+            ingest: hub_ingest::build(&ingest_config, &clients_for(FunctionName::Ingest)),
+            commands: hub_commands::build(&commands_config, &clients_for(FunctionName::Commands)),
+            analytics: hub_analytics::build(
+                &analytics_config,
+                &clients_for(FunctionName::Analytics),
             ),
-            ingest: IngestHandler::new(
-                KinesisRecordSink::new(kinesis.clone(), &ingest_config.telemetry_stream),
-                ingest_config.retry,
-                DynamoDbDeviceRegistry::new(dynamodb, &ingest_config.registry_table),
+            devices: DynamoDbDeviceRegistry::new(
+                tools_dynamodb.clone(),
+                &authorize_config.registry_table,
             ),
-            commands,
-            analytics,
-            analytics_failures_queue_url,
-            command_requests_queue_url,
-            sqs,
-            devices,
-            policies,
-            kinesis,
+            policies: DynamoDbPolicyStore::new(tools_dynamodb, &authorize_config.policies_table),
+            host_name: authorize_config.host_name,
             telemetry_stream: ingest_config.telemetry_stream,
-            host_name: authorizer_config.host_name,
+            settings,
+            clients,
             instrumentation: instrumentation.cloned(),
+            timeouts,
         })
     }
 
+    /// The value of a variable in a function's environment (as Terraform set it).
+    pub fn variable(&self, function: FunctionName, name: &str) -> Option<&str> {
+        self.settings
+            .functions
+            .get(function.as_str())
+            .and_then(|f| f.environment.get(name))
+            .map(String::as_str)
+    }
+
+    /// Invokes a function as Lambda does: the event as JSON, on a task of its own (a panic
+    /// becomes an invocation error), within the function's timeout.
+    pub async fn invoke(
+        self: &Arc<Self>,
+        function: FunctionName,
+        event: Value,
+    ) -> Result<Value, InvokeError> {
+        let hub = Arc::clone(self);
+        let timeout = self
+            .timeouts
+            .get(&function)
+            .copied()
+            .unwrap_or(Duration::from_secs(3));
+        let task = tokio::spawn(async move {
+            match function {
+                FunctionName::Authorize => hub.authorize.invoke(event).await,
+                FunctionName::Registry => hub.registry.invoke(event).await,
+                FunctionName::Ingest => hub.ingest.invoke(event).await,
+                FunctionName::Commands => hub.commands.invoke(event).await,
+                FunctionName::Analytics => hub.analytics.invoke(event).await,
+            }
+        });
+        match tokio::time::timeout(timeout, task).await {
+            Err(_) => Err(InvokeError::TimedOut(timeout)),
+            Ok(Err(_)) => Err(InvokeError::Panicked),
+            Ok(Ok(result)) => Ok(result?),
+        }
+    }
+
+    /// Invokes the authorizer with a REQUEST event.
     pub async fn authorize(
         self: &Arc<Self>,
-        event: serde_json::Value,
-    ) -> Result<AuthorizerResponse, InvokeError> {
-        invoke(
-            self,
-            event,
-            |hub, event: ApiGatewayV2CustomAuthorizerV2Request| async move {
-                hub.authorizer.handle(&event).await
-            },
-        )
-        .await
+        event: Value,
+    ) -> Result<hub_authorize::AuthorizerResponse, InvokeError> {
+        Ok(serde_json::from_value(
+            self.invoke(FunctionName::Authorize, event).await?,
+        )?)
     }
 
-    pub async fn invoke_route(
-        self: &Arc<Self>,
-        function: Function,
-        event: serde_json::Value,
-    ) -> Result<ApiGatewayV2httpResponse, InvokeError> {
-        match function {
-            Function::Registry => {
-                invoke(self, event, |hub, event: ApiGatewayV2httpRequest| async move {
-                    hub.registry.handle_http(&event).await
-                })
-                .await
-            }
-            Function::Ingest => {
-                invoke(self, event, |hub, event: ApiGatewayV2httpRequest| async move { hub.ingest.handle(&event).await })
-                    .await
-            }
-            Function::Commands => {
-                invoke(self, event, |hub, event: ApiGatewayV2httpRequest| async move {
-                    hub.commands.handle_http(&event).await
-                })
-                .await
-            }
-            Function::Analytics => {
-                invoke(self, event, |hub, event: ApiGatewayV2httpRequest| async move {
-                    hub.analytics.handle_http(&event).await
-                })
-                .await
-            }
-        }
-    }
-
-    /// Invokes the `analytics` function with a Kinesis batch.
-    pub async fn invoke_analytics(
-        self: &Arc<Self>,
-        event: serde_json::Value,
-    ) -> Result<serde_json::Value, InvokeError> {
-        if let Some(instrumentation) = &self.instrumentation {
-            let records = event["Records"].as_array().map_or(0, Vec::len) as u64;
-            instrumentation
-                .analytics_batches
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            instrumentation
-                .analytics_records
-                .fetch_add(records, std::sync::atomic::Ordering::Relaxed);
-        }
-        let message_ids = self
-            .instrumentation
-            .as_ref()
-            .map(|_| committed_message_ids(&event))
+    /// Invokes the `analytics` function with a Kinesis batch, noting for the benches when each
+    /// message's aggregates were committed.
+    pub async fn invoke_analytics(self: &Arc<Self>, event: Value) -> Result<Value, InvokeError> {
+        let Some(instrumentation) = &self.instrumentation else {
+            return self.invoke(FunctionName::Analytics, event).await;
+        };
+        let records = event["Records"].as_array().map_or(0, Vec::len) as u64;
+        instrumentation
+            .analytics_batches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        instrumentation
+            .analytics_records
+            .fetch_add(records, std::sync::atomic::Ordering::Relaxed);
+        let message_ids = committed_message_ids(&event);
+        let response = self.invoke(FunctionName::Analytics, event).await?;
+        // Records before the first reported failure were committed.
+        let failed: Vec<&str> = response["batchItemFailures"]
+            .as_array()
+            .map(|f| {
+                f.iter()
+                    .filter_map(|x| x["itemIdentifier"].as_str())
+                    .collect()
+            })
             .unwrap_or_default();
-        let hub = Arc::clone(self);
-        let response = tokio::spawn(async move { hub.analytics.handle(event).await })
-            .await
-            .map_err(|_| InvokeError::Panicked)??;
-        if let Some(instrumentation) = &self.instrumentation {
-            // Records before the first reported failure were committed.
-            let failed: Vec<&str> = response["batchItemFailures"]
-                .as_array()
-                .map(|f| {
-                    f.iter()
-                        .filter_map(|x| x["itemIdentifier"].as_str())
-                        .collect()
-                })
-                .unwrap_or_default();
-            let now = std::time::Instant::now();
-            let mut committed = instrumentation
-                .analytics_committed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            for (sequence, message_id) in message_ids {
-                if failed.contains(&sequence.as_str()) {
-                    break;
-                }
-                if let Some(id) = message_id {
-                    committed.entry(id).or_insert(now);
-                }
+        let now = std::time::Instant::now();
+        let mut committed = instrumentation
+            .analytics_committed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for (sequence, message_id) in message_ids {
+            if failed.contains(&sequence.as_str()) {
+                break;
+            }
+            if let Some(id) = message_id {
+                committed.entry(id).or_insert(now);
             }
         }
         Ok(response)
     }
 
-    /// Invokes the `registry` function with a non-HTTP event (the scheduled outbox sweep).
-    pub async fn invoke_registry(
-        self: &Arc<Self>,
-        event: serde_json::Value,
-    ) -> Result<serde_json::Value, InvokeError> {
-        let hub = Arc::clone(self);
-        let response = tokio::spawn(async move { hub.registry.handle(event).await })
-            .await
-            .map_err(|_| InvokeError::Panicked)??;
-        Ok(response)
+    /// The scheduled event EventBridge sends its targets.
+    pub fn scheduled_event() -> Value {
+        serde_json::json!({
+            "version": "0",
+            "id": uuid::Uuid::new_v4().to_string(),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "time": time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            "resources": [],
+            "detail": {},
+        })
     }
 
-    /// Invokes the `commands` function with a non-HTTP event (an SQS batch, a scheduled sweep).
-    pub async fn invoke_commands(
-        self: &Arc<Self>,
-        event: serde_json::Value,
-    ) -> Result<serde_json::Value, InvokeError> {
-        let hub = Arc::clone(self);
-        let response = tokio::spawn(async move { hub.commands.handle(event).await })
-            .await
-            .map_err(|_| InvokeError::Panicked)??;
-        Ok(response)
+    /// Runs the schedule's targets once, as EventBridge does on each tick (each target
+    /// independently); every failure is returned for the caller to log or assert on.
+    pub async fn run_schedule(self: &Arc<Self>) -> Vec<(FunctionName, InvokeError)> {
+        let runs: Vec<_> = self
+            .settings
+            .schedule
+            .targets
+            .iter()
+            .filter_map(|t| FunctionName::parse(t))
+            .map(|target| {
+                let hub = Arc::clone(self);
+                let run =
+                    tokio::spawn(async move { hub.invoke(target, Self::scheduled_event()).await });
+                (target, run)
+            })
+            .collect();
+        let mut failures = Vec::new();
+        for (target, run) in runs {
+            match run.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => failures.push((target, error)),
+                Err(_) => failures.push((target, InvokeError::Panicked)),
+            }
+        }
+        failures
+    }
+}
+
+/// One function's AWS clients; DynamoDB calls counted when a counter is given.
+fn function_clients(sdk: &aws_config::SdkConfig, counter: Option<&CallCounter>) -> Clients {
+    let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(sdk);
+    if let Some(counter) = counter {
+        dynamodb = dynamodb.interceptor(counter.clone());
+    }
+    Clients {
+        dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
+        kinesis: aws_sdk_kinesis::Client::new(sdk),
+        sqs: aws_sdk_sqs::Client::new(sdk),
     }
 }
 
 /// (sequence number, device message id) of each record of a Kinesis batch event.
-fn committed_message_ids(event: &serde_json::Value) -> Vec<(String, Option<String>)> {
+fn committed_message_ids(event: &Value) -> Vec<(String, Option<String>)> {
     use base64::Engine as _;
     event["Records"]
         .as_array()
@@ -314,24 +372,4 @@ fn committed_message_ids(event: &serde_json::Value) -> Vec<(String, Option<Strin
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// Deserializes the event into the function's input type, runs it on its own task (a panic
-/// becomes an invocation error, as in Lambda), and passes the response back through JSON.
-async fn invoke<E, R, F, Fut>(
-    hub: &Arc<Hub>,
-    event: serde_json::Value,
-    function: F,
-) -> Result<R, InvokeError>
-where
-    E: DeserializeOwned + Send + 'static,
-    R: Serialize + DeserializeOwned + Send + 'static,
-    F: FnOnce(Arc<Hub>, E) -> Fut,
-    Fut: Future<Output = R> + Send + 'static,
-{
-    let event: E = serde_json::from_value(event)?;
-    let response = tokio::spawn(function(Arc::clone(hub), event))
-        .await
-        .map_err(|_| InvokeError::Panicked)?;
-    Ok(serde_json::from_value(serde_json::to_value(response)?)?)
 }

@@ -1,9 +1,10 @@
-//! The Kinesis event source mapping of the `analytics` function, emulated: each shard is read in
-//! order (from TRIM_HORIZON the first time, then after this gateway's own checkpoint), records are
-//! gathered into batches (batch size, batching window), and the function's partial-failure
-//! response is honoured as Lambda does: the batch is retried from the first failed record, split
-//! in two when the function itself fails (bisect on error), and after the maximum number of retries
-//! described to the on-failure destination and skipped.
+//! The Kinesis event source mapping of the `analytics` function, emulated with the deployed
+//! settings: each shard is read in order (from the starting position the first time, then after
+//! this gateway's own checkpoint), records are gathered into batches (batch size, batching
+//! window), and the function's partial-failure response is honoured as Lambda does: the batch is
+//! retried from the first failed record, split in two when the function itself fails (bisect on
+//! error), records older than the maximum age are skipped, and after the maximum number of
+//! retries the batch is described to the on-failure destination and skipped.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,32 +18,51 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
-use crate::hub::Hub;
+use crate::hub::{FunctionName, Hub};
+use crate::settings::{KinesisMappingSettings, SettingsError};
 
 #[derive(Debug, Clone)]
 pub struct KinesisMappingOptions {
+    pub function: FunctionName,
+    pub stream_name: String,
     pub batch_size: usize,
     /// How long to gather records before invoking with a partial batch.
     pub batching_window: Duration,
-    pub max_retries: u32,
+    /// `None`: retry until the records are too old.
+    pub max_retries: Option<u32>,
+    /// `None`: records never get too old.
+    pub max_record_age: Option<Duration>,
     pub bisect_on_error: bool,
+    /// Where abandoned batches are described.
+    pub on_failure_queue_url: String,
     /// Where this gateway keeps its position in each shard; `None` keeps it in memory only.
     pub checkpoint_file: Option<PathBuf>,
-    /// Without a checkpoint, start at the oldest record (as Lambda's TRIM_HORIZON) or, for
-    /// measurements, after the newest.
+    /// Without a checkpoint, start after the newest record (LATEST) instead of at the oldest
+    /// (TRIM_HORIZON).
     pub start_at_latest: bool,
 }
 
-impl Default for KinesisMappingOptions {
-    fn default() -> Self {
-        Self {
-            batch_size: 100,
-            batching_window: Duration::from_millis(100),
-            max_retries: 3,
-            bisect_on_error: true,
+impl KinesisMappingOptions {
+    /// The mapping as Terraform deploys it.
+    pub fn deployed(settings: &KinesisMappingSettings) -> Result<Self, SettingsError> {
+        Ok(Self {
+            function: crate::event_sources::function_named(&settings.function)?,
+            stream_name: settings.stream_name.clone(),
+            batch_size: settings.batch_size.max(1),
+            batching_window: Duration::from_secs(settings.maximum_batching_window_in_seconds),
+            max_retries: u32::try_from(settings.maximum_retry_attempts).ok(),
+            max_record_age: u64::try_from(settings.maximum_record_age_in_seconds)
+                .ok()
+                .map(Duration::from_secs),
+            bisect_on_error: settings.bisect_batch_on_function_error,
+            on_failure_queue_url: settings.on_failure_queue_url.clone(),
             checkpoint_file: None,
-            start_at_latest: false,
-        }
+            start_at_latest: settings.starting_position == "LATEST",
+        })
+    }
+
+    fn retries_exhausted(&self, retries: u32) -> bool {
+        self.max_retries.is_some_and(|max| retries > max)
     }
 }
 
@@ -51,9 +71,10 @@ impl Default for KinesisMappingOptions {
 pub async fn run(hub: Arc<Hub>, options: KinesisMappingOptions) {
     let shards = loop {
         match hub
+            .clients
             .kinesis
             .list_shards()
-            .stream_name(&hub.telemetry_stream)
+            .stream_name(&options.stream_name)
             .send()
             .await
         {
@@ -64,7 +85,7 @@ pub async fn run(hub: Arc<Hub>, options: KinesisMappingOptions) {
             }
         }
     };
-    let stream = stream_identity(&hub).await;
+    let stream = stream_identity(&hub, &options.stream_name).await;
     let checkpoints = Arc::new(Checkpoints::load(options.checkpoint_file.clone(), &stream));
     let mut readers = JoinSet::new();
     for shard in shards {
@@ -81,11 +102,12 @@ pub async fn run(hub: Arc<Hub>, options: KinesisMappingOptions) {
 
 /// The stream's ARN and creation time: a LocalStack restart re-creates the stream under the same
 /// name, and positions in the old one mean nothing in the new one.
-async fn stream_identity(hub: &Hub) -> String {
+async fn stream_identity(hub: &Hub, stream_name: &str) -> String {
     match hub
+        .clients
         .kinesis
         .describe_stream_summary()
-        .stream_name(&hub.telemetry_stream)
+        .stream_name(stream_name)
         .send()
         .await
     {
@@ -195,9 +217,10 @@ impl ShardReader {
     async fn iterator(&self) -> Option<String> {
         let mut request = self
             .hub
+            .clients
             .kinesis
             .get_shard_iterator()
-            .stream_name(&self.hub.telemetry_stream)
+            .stream_name(&self.options.stream_name)
             .shard_id(&self.shard_id);
         let checkpoint = self.checkpoints.get(&self.shard_id);
         request = match checkpoint.clone() {
@@ -243,6 +266,7 @@ impl ShardReader {
                 .unwrap_or(100);
             let read = self
                 .hub
+                .clients
                 .kinesis
                 .get_records()
                 .set_shard_iterator(iterator.take())
@@ -284,6 +308,13 @@ impl ShardReader {
         let mut pending = records;
         let mut retries = 0;
         while !pending.is_empty() {
+            let expired = self.expired(&pending);
+            if expired > 0 {
+                let rest = pending.split_off(expired);
+                self.give_up(&pending, "RecordAgeExceeded", retries).await;
+                pending = rest;
+                continue;
+            }
             let event = self.event(&pending);
             let outcome = self
                 .hub
@@ -318,7 +349,7 @@ impl ShardReader {
                     );
                     if self.options.bisect_on_error
                         && pending.len() > 1
-                        && retries < self.options.max_retries
+                        && !self.options.retries_exhausted(retries + 1)
                     {
                         let second = pending.split_off(pending.len() / 2);
                         Box::pin(self.deliver(pending)).await;
@@ -328,26 +359,45 @@ impl ShardReader {
                 }
             }
             retries += 1;
-            if retries > self.options.max_retries {
-                self.give_up(&pending).await;
+            if self.options.retries_exhausted(retries) {
+                self.give_up(&pending, "RetryAttemptsExhausted", retries)
+                    .await;
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(100 * u64::from(retries))).await;
+            tokio::time::sleep(Duration::from_millis(100 * u64::from(retries.min(50)))).await;
         }
     }
 
+    /// How many of the records, from the first, are older than the mapping's maximum age.
+    fn expired(&self, records: &[Record]) -> usize {
+        let Some(max_age) = self.options.max_record_age else {
+            return 0;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        records
+            .iter()
+            .take_while(|r| {
+                r.approximate_arrival_timestamp()
+                    .is_some_and(|t| now - t.as_secs_f64() > max_age.as_secs_f64())
+            })
+            .count()
+    }
+
     /// Describes an abandoned batch to the on-failure destination, as Lambda does.
-    async fn give_up(&self, records: &[Record]) {
+    async fn give_up(&self, records: &[Record], condition: &str, retries: u32) {
         let (Some(first), Some(last)) = (records.first(), records.last()) else {
             return;
         };
         tracing::error!(
             shard = self.shard_id,
             records = records.len(),
-            "giving up on a batch after the maximum retries"
+            condition,
+            "giving up on a batch"
         );
         let body = json!({
-            "requestContext": { "condition": "RetryAttemptsExhausted", "approximateInvokeCount": self.options.max_retries + 1 },
+            "requestContext": { "condition": condition, "approximateInvokeCount": retries + 1 },
             "KinesisBatchInfo": {
                 "shardId": self.shard_id,
                 "startSequenceNumber": first.sequence_number(),
@@ -358,9 +408,10 @@ impl ShardReader {
         });
         let sent = self
             .hub
+            .clients
             .sqs
             .send_message()
-            .queue_url(&self.hub.analytics_failures_queue_url)
+            .queue_url(&self.options.on_failure_queue_url)
             .message_body(body.to_string())
             .send()
             .await;
@@ -372,7 +423,7 @@ impl ShardReader {
     fn stream_arn(&self) -> String {
         format!(
             "arn:aws:kinesis:local:000000000000:stream/{}",
-            self.hub.telemetry_stream
+            self.options.stream_name
         )
     }
 

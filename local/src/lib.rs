@@ -9,8 +9,10 @@ pub mod gateway;
 pub mod hub;
 pub mod kinesis_mapping;
 pub mod metrics;
+pub mod settings;
 pub mod stream;
 pub mod tls;
 
 pub use gateway::{GatewayOptions, RunningGateway, start};
-pub use hub::Hub;
+pub use hub::{FunctionName, Hub};
+pub use settings::LocalSettings;

@@ -6,7 +6,6 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use hub_local::demo::{self, ToolError};
 use hub_local::{GatewayOptions, Hub};
-use hub_shared::config::{Env, vars};
 use hub_shared::domain::connection_string::ConnectionString;
 use hub_shared::domain::device_id::DeviceId;
 use hub_shared::error::Chain;
@@ -21,6 +20,11 @@ struct Cli {
     /// `localstack/up.sh`. Variables already set take precedence.
     #[arg(long, global = true, default_value = ".local/hub.env")]
     env_file: PathBuf,
+
+    /// Each function's environment and the event source settings, as Terraform defines them
+    /// (`terraform output -json local_emulation`, written by `localstack/up.sh`).
+    #[arg(long, global = true, env = "HUB_LOCAL_SETTINGS", default_value = hub_local::LocalSettings::DEFAULT_PATH)]
+    settings: PathBuf,
 
     #[command(subcommand)]
     command: Option<Command>,
@@ -55,9 +59,9 @@ enum Command {
         /// Messages per second.
         #[arg(long, default_value_t = 50.0)]
         rate: f64,
-        /// The event source mapping's batching window.
-        #[arg(long, default_value_t = 100)]
-        batching_window_ms: u64,
+        /// The event source mapping's batching window, instead of the deployed one.
+        #[arg(long)]
+        batching_window_ms: Option<u64>,
     },
     /// Measure device twin operations and desired-change notification through an in-process
     /// gateway, and count DynamoDB calls.
@@ -101,10 +105,6 @@ struct ServeArgs {
     /// Folder of the self-signed certificate (made on first run).
     #[arg(long, default_value = ".local/gateway/tls")]
     tls_dir: PathBuf,
-    /// Seconds between sweeps of expired cloud-to-device messages (EventBridge runs it once a
-    /// minute in AWS).
-    #[arg(long, env = "HUB_SWEEP_SECONDS", default_value_t = 5)]
-    sweep_seconds: u64,
     /// After start, register this device, send it one message and read it back from Kinesis.
     #[arg(long)]
     demo_device: Option<String>,
@@ -134,9 +134,11 @@ async fn main() -> std::process::ExitCode {
         eprintln!("error: cannot read {}: {error}", cli.env_file.display());
         return std::process::ExitCode::FAILURE;
     }
-    match run(cli
-        .command
-        .unwrap_or_else(|| Command::Serve(ServeOnly::parse_from(["hub-local"]).args)))
+    match run(
+        cli.command
+            .unwrap_or_else(|| Command::Serve(ServeOnly::parse_from(["hub-local"]).args)),
+        &cli.settings,
+    )
     .await
     {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -149,8 +151,10 @@ async fn main() -> std::process::ExitCode {
 
 #[derive(Debug, thiserror::Error)]
 enum CliError {
-    #[error("{0} (run `localstack/up.sh` first, or set the HUB_* variables)")]
-    Config(#[from] hub_shared::config::ConfigError),
+    #[error("{0}")]
+    Hub(#[from] hub_local::hub::HubError),
+    #[error("{0}")]
+    Settings(#[from] hub_local::settings::SettingsError),
     #[error("{0}")]
     Tool(#[from] ToolError),
     #[error("{0}")]
@@ -161,7 +165,7 @@ enum CliError {
     DeviceId(#[from] hub_shared::domain::device_id::DeviceIdError),
 }
 
-async fn run(command: Command) -> Result<(), CliError> {
+async fn run(command: Command, settings: &std::path::Path) -> Result<(), CliError> {
     if let Command::BenchAnalytics {
         messages,
         devices,
@@ -169,10 +173,16 @@ async fn run(command: Command) -> Result<(), CliError> {
         batching_window_ms,
     } = &command
     {
-        let window = std::time::Duration::from_millis(*batching_window_ms);
-        hub_local::bench::analytics((*messages).max(1), (*devices).max(1), *rate, window)
-            .await?
-            .print();
+        let window = batching_window_ms.map(std::time::Duration::from_millis);
+        hub_local::bench::analytics(
+            settings,
+            (*messages).max(1),
+            (*devices).max(1),
+            *rate,
+            window,
+        )
+        .await?
+        .print();
         return Ok(());
     }
     if let Command::BenchTwins {
@@ -180,18 +190,18 @@ async fn run(command: Command) -> Result<(), CliError> {
         notifications,
     } = &command
     {
-        hub_local::bench::twins((*rounds).max(1), (*notifications).max(1))
+        hub_local::bench::twins(settings, (*rounds).max(1), (*notifications).max(1))
             .await?
             .print();
         return Ok(());
     }
     if let Command::BenchC2d { messages, ack } = &command {
-        hub_local::bench::c2d((*messages).max(1), ack)
+        hub_local::bench::c2d(settings, (*messages).max(1), ack)
             .await?
             .print();
         return Ok(());
     }
-    let hub = Arc::new(Hub::from_env(&Env::process()).await?);
+    let hub = Arc::new(Hub::from_settings(hub_local::LocalSettings::load(settings)?).await?);
     match command {
         Command::Serve(args) => serve(hub, args).await,
         Command::Sas { who, ttl } => {
@@ -249,23 +259,20 @@ async fn owner_connection_string(hub: &Hub, policy: &str) -> Result<ConnectionSt
 }
 
 async fn serve(hub: Arc<Hub>, args: ServeArgs) -> Result<(), CliError> {
+    // The event sources as Terraform deploys them; this gateway keeps its position in the
+    // stream across restarts, as a mapping does.
+    let mut event_sources = hub_local::event_sources::EventSourceOptions::deployed(&hub)?;
+    event_sources.kinesis.checkpoint_file = Some(
+        args.tls_dir
+            .parent()
+            .unwrap_or(&args.tls_dir)
+            .join("kinesis-mapping.json"),
+    );
     let options = GatewayOptions {
         http: (!args.no_http).then_some(args.http),
         https: (!args.no_https).then_some(args.https),
         tls_dir: args.tls_dir.clone(),
-        event_sources: Some(hub_local::event_sources::EventSourceOptions {
-            sweep_every: std::time::Duration::from_secs(args.sweep_seconds.max(1)),
-            kinesis: hub_local::kinesis_mapping::KinesisMappingOptions {
-                checkpoint_file: Some(
-                    args.tls_dir
-                        .parent()
-                        .unwrap_or(&args.tls_dir)
-                        .join("kinesis-mapping.json"),
-                ),
-                ..Default::default()
-            },
-            ..Default::default()
-        }),
+        event_sources: Some(event_sources),
     };
     let gateway = hub_local::start(Arc::clone(&hub), &options).await?;
     let owner = owner_connection_string(&hub, "iothubowner").await?;
@@ -284,10 +291,7 @@ async fn serve(hub: Arc<Hub>, args: ServeArgs) -> Result<(), CliError> {
             tls.cert.display()
         );
     }
-    println!(
-        "  telemetry      Kinesis stream {}",
-        std::env::var(vars::TELEMETRY_STREAM).unwrap_or_default()
-    );
+    println!("  telemetry      Kinesis stream {}", hub.telemetry_stream);
     println!("  owner          {owner}");
     println!();
     println!("  Device connection string: register a device (PUT /devices/<id>), then");

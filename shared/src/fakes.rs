@@ -44,7 +44,7 @@ impl InMemoryRegistry {
 
     fn check(&self) -> Result<(), StoreError> {
         if self.unavailable.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(StoreError::new(
+            return Err(StoreError::transient(
                 "in-memory registry",
                 std::io::Error::other("unavailable"),
             ));
@@ -161,10 +161,12 @@ impl DeviceRegistry for InMemoryRegistry {
         _older_than: crate::domain::timestamp::Timestamp,
         limit: usize,
     ) -> Result<Vec<crate::domain::registry::LifecycleEvent>, StoreError> {
+        self.check()?;
         Ok(lock(&self.outbox).iter().take(limit).cloned().collect())
     }
 
     async fn remove_event(&self, event_id: &str) -> Result<(), StoreError> {
+        self.check()?;
         lock(&self.outbox).retain(|e| e.event_id != event_id);
         Ok(())
     }
@@ -445,7 +447,7 @@ mod commands {
     };
 
     fn down() -> StoreError {
-        StoreError::new("in-memory queue", std::io::Error::other("unavailable"))
+        StoreError::transient("in-memory queue", std::io::Error::other("unavailable"))
     }
 
     #[derive(Default)]
@@ -842,7 +844,7 @@ mod analytics {
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                 .is_ok()
             {
-                return Err(StoreError::new(
+                return Err(StoreError::transient(
                     "in-memory commit",
                     std::io::Error::other("throttled"),
                 ));
@@ -980,7 +982,7 @@ mod analytics {
     impl QueueSender for InMemoryQueue {
         async fn send_all(&self, bodies: &[String]) -> Result<(), StoreError> {
             if self.unavailable.load(Ordering::SeqCst) && !bodies.is_empty() {
-                return Err(StoreError::new(
+                return Err(StoreError::transient(
                     "in-memory queue",
                     std::io::Error::other("unavailable"),
                 ));

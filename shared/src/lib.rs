@@ -5,6 +5,7 @@
 //! strings, routes and errors), which is what the device SDK uses.
 
 pub mod authz;
+pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod error;
@@ -17,6 +18,8 @@ pub mod aws;
 pub mod fakes;
 #[cfg(feature = "aws")]
 pub mod http;
+#[cfg(feature = "aws")]
+pub mod lambda;
 #[cfg(feature = "aws")]
 pub mod publish;
 

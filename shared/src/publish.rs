@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::ports::{RecordSink, StoreError, StreamRecord};
+use crate::ports::{FailureKind, RecordSink, StoreError, StreamRecord};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -45,6 +45,9 @@ pub enum PublishError {
         attempts: u32,
         reason: String,
     },
+    /// The stream refused a request in a way no retry fixes (a missing stream, no permission).
+    #[error("the stream refused the records")]
+    Refused(#[source] StoreError),
 }
 
 /// Stores every record or fails. Returns the number of stream requests made.
@@ -79,6 +82,7 @@ pub async fn publish_all<S: RecordSink>(
                         }
                     }
                 }
+                Err(error) if !error.is_transient() => return Err(PublishError::Refused(error)),
                 Err(error) => {
                     reason = crate::error::Chain(&error).to_string();
                     failed.extend(batch.iter().copied());
@@ -120,7 +124,11 @@ fn batches<'a, S: RecordSink>(records: &[&'a StreamRecord]) -> Vec<Vec<&'a Strea
 
 impl From<PublishError> for StoreError {
     fn from(error: PublishError) -> Self {
-        StoreError::new("publishing telemetry", error)
+        let kind = match &error {
+            PublishError::Incomplete { .. } => FailureKind::Transient,
+            PublishError::Refused(cause) => cause.kind,
+        };
+        StoreError::new("publishing telemetry", kind, error)
     }
 }
 
@@ -150,7 +158,10 @@ mod tests {
                 calls.len()
             };
             if call <= self.error_calls {
-                return Err(StoreError::new("put", std::io::Error::other("throttled")));
+                return Err(StoreError::transient(
+                    "put",
+                    std::io::Error::other("throttled"),
+                ));
             }
             let mut stored = self.stored.lock().unwrap();
             Ok(records
@@ -237,8 +248,42 @@ mod tests {
             total,
             attempts,
             reason,
-        } = error;
+        } = error
+        else {
+            panic!("expected Incomplete, got {error:?}")
+        };
         assert_eq!((failed, total, attempts), (1, 3, 4));
         assert_eq!(reason, "ProvisionedThroughputExceeded");
+    }
+
+    /// A sink that refuses every request as a missing stream would.
+    struct MissingStream {
+        calls: Mutex<usize>,
+    }
+
+    impl RecordSink for MissingStream {
+        async fn put_records(
+            &self,
+            _records: &[StreamRecord],
+        ) -> Result<Vec<Option<String>>, StoreError> {
+            *self.calls.lock().unwrap() += 1;
+            Err(StoreError::rejected(
+                "put",
+                std::io::Error::other("ResourceNotFoundException"),
+            ))
+        }
+    }
+
+    #[tokio::test]
+    async fn stops_at_once_when_the_stream_refuses_for_good() {
+        let sink = MissingStream {
+            calls: Mutex::new(0),
+        };
+        let error = publish_all(&sink, &[record(0, 1)], &fast())
+            .await
+            .unwrap_err();
+        assert!(matches!(error, PublishError::Refused(_)), "{error:?}");
+        assert_eq!(*sink.calls.lock().unwrap(), 1, "no pointless retries");
+        assert_eq!(StoreError::from(error).kind, FailureKind::Rejected);
     }
 }

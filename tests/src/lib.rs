@@ -1,8 +1,12 @@
-//! Test harness for the integration tests: the local AWS environment (LocalStack, set up by
-//! `localstack/up.sh`), one local gateway per test binary serving HTTP and HTTPS, and helpers that
-//! act as devices and services do.
+//! Test harness for the integration and end-to-end tests: the environment an apply wrote
+//! (`HUB_ENV_FILE`, by default `.local/hub.env` from `localstack/up.sh`), the hub under test, and
+//! helpers that act as devices and services do.
 //!
-//! Without the local environment the tests fail loudly; they never skip.
+//! The hub under test is either the local gateway, started once per test binary in process
+//! (LocalStack), or, when the environment names an API URL (`HUB_API_URL`, MiniStack's full
+//! stack), that deployed API: the end-to-end suite runs unchanged against both.
+//!
+//! Without the environment the tests fail loudly; they never skip.
 
 pub mod runtime_api;
 
@@ -11,8 +15,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hub_local::stream::TelemetryTail;
-use hub_local::{GatewayOptions, Hub};
-use hub_shared::config::{Env, vars};
+use hub_local::{GatewayOptions, Hub, LocalSettings};
+use hub_shared::config::vars;
 use hub_shared::domain::device::DeviceDescription;
 use hub_shared::domain::envelope::TelemetryEnvelope;
 use hub_shared::domain::sas::{SasToken, SymmetricKey};
@@ -28,11 +32,14 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// Loads `.local/hub.env` (variables already set win) and checks the hub's variables are there.
+/// Loads the environment file (`HUB_ENV_FILE`, default `.local/hub.env`; variables already set
+/// win) and checks the hub's variables are there.
 pub fn load_environment() {
     static LOADED: OnceLock<()> = OnceLock::new();
     LOADED.get_or_init(|| {
-        let file = repo_root().join(".local/hub.env");
+        let file = std::env::var_os("HUB_ENV_FILE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join(".local/hub.env"));
         if file.exists() {
             dotenvy::from_path(&file)
                 .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
@@ -43,6 +50,7 @@ pub fn load_environment() {
             vars::POLICIES_TABLE,
             vars::TELEMETRY_STREAM,
             "AWS_ENDPOINT_URL",
+            "HUB_LOCAL_SETTINGS",
         ] {
             if std::env::var(name).is_err() {
                 panic!(
@@ -55,13 +63,40 @@ pub fn load_environment() {
     });
 }
 
-/// The local gateway, shared by all tests of one test binary, on its own runtime so it outlives
-/// each test's runtime.
+/// Each function's environment and the event source settings, as the local apply deployed them.
+pub fn settings() -> LocalSettings {
+    load_environment();
+    let path = std::env::var("HUB_LOCAL_SETTINGS").unwrap_or_default();
+    LocalSettings::load(Path::new(&path)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The deployed API the environment names (`HUB_API_URL`), if any.
+fn deployed_api_url() -> Option<String> {
+    load_environment();
+    std::env::var("HUB_API_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+        .map(|url| url.trim_end_matches('/').to_owned())
+}
+
+/// Whether the hub under test is a deployed API (the full-stack stage) rather than the local
+/// gateway.
+pub fn is_full_stack() -> bool {
+    deployed_api_url().is_some()
+}
+
+/// The hub under test, shared by all tests of one test binary: the local gateway (on its own
+/// runtime, so it outlives each test's runtime) or a deployed API.
 pub struct Gateway {
     pub http_url: String,
+    /// Empty for a deployed API (MiniStack serves plain HTTP).
     pub https_url: String,
     pub cert_pem: Vec<u8>,
     pub host_name: String,
+    local: Option<LocalGateway>,
+}
+
+struct LocalGateway {
     hub: Arc<Hub>,
     runtime: tokio::runtime::Handle,
 }
@@ -70,6 +105,15 @@ pub fn gateway() -> &'static Gateway {
     static GATEWAY: OnceLock<Gateway> = OnceLock::new();
     GATEWAY.get_or_init(|| {
         load_environment();
+        if let Some(url) = deployed_api_url() {
+            return Gateway {
+                http_url: url,
+                https_url: String::new(),
+                cert_pem: Vec::new(),
+                host_name: std::env::var(vars::HOST_NAME).unwrap_or_default(),
+                local: None,
+            };
+        }
         let (sender, receiver) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -79,20 +123,22 @@ pub fn gateway() -> &'static Gateway {
                 .unwrap_or_else(|e| panic!("gateway runtime: {e}"));
             runtime.block_on(async {
                 let hub = Arc::new(
-                    Hub::from_env(&Env::process())
+                    Hub::from_settings(settings())
                         .await
                         .unwrap_or_else(|e| panic!("hub config: {e}")),
                 );
                 let tls_dir =
                     std::env::temp_dir().join(format!("hub-tests-tls-{}", std::process::id()));
+                // The event sources exactly as deployed (batch sizes, windows, retries, the
+                // once-a-minute schedule); tests that need a sweep at a moment of their choosing
+                // run it themselves (`Gateway::sweep`).
+                let event_sources = hub_local::event_sources::EventSourceOptions::deployed(&hub)
+                    .unwrap_or_else(|e| panic!("event sources: {e}"));
                 let options = GatewayOptions {
                     http: Some("127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}"))),
                     https: Some("127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}"))),
                     tls_dir,
-                    event_sources: Some(hub_local::event_sources::EventSourceOptions {
-                        sweep_every: Duration::from_secs(1),
-                        ..Default::default()
-                    }),
+                    event_sources: Some(event_sources),
                 };
                 let running = hub_local::start(Arc::clone(&hub), &options)
                     .await
@@ -107,8 +153,10 @@ pub fn gateway() -> &'static Gateway {
                     https_url: format!("https://localhost:{}", https.port()),
                     cert_pem: std::fs::read(&tls.cert).unwrap_or_else(|e| panic!("read cert: {e}")),
                     host_name: hub.host_name.clone(),
-                    hub,
-                    runtime: tokio::runtime::Handle::current(),
+                    local: Some(LocalGateway {
+                        hub,
+                        runtime: tokio::runtime::Handle::current(),
+                    }),
                 };
                 sender
                     .send(gateway)
@@ -125,17 +173,44 @@ pub fn gateway() -> &'static Gateway {
     })
 }
 
+/// A reqwest client that reaches `url`: emulated API Gateway hosts (`<id>.execute-api.localhost`)
+/// are resolved to the loopback address, as no resolver here knows them.
+pub fn http_client_for(url: &str) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder();
+    if let Ok(parsed) = reqwest::Url::parse(url)
+        && let Some(host) = parsed.host_str()
+        && host.ends_with(".localhost")
+    {
+        let port = parsed.port_or_known_default().unwrap_or(80);
+        builder = builder.resolve(host, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    builder
+        .build()
+        .unwrap_or_else(|e| panic!("HTTP client: {e}"))
+}
+
 impl Gateway {
-    /// A client for the plain HTTP listener.
+    /// A client for the plain HTTP listener (the local gateway) or the deployed API.
     pub fn http(&self) -> Client {
         Client {
             base: self.http_url.clone(),
-            inner: reqwest::Client::new(),
+            inner: http_client_for(&self.http_url),
         }
+    }
+
+    /// The local gateway: tests that drive its internals (custom configurations, the schedule,
+    /// HTTPS) need it and say so when the hub under test is a deployed API.
+    fn local(&self) -> &LocalGateway {
+        self.local.as_ref().unwrap_or_else(|| {
+            panic!(
+                "this test needs the in-process local gateway, but HUB_API_URL names a deployed API"
+            )
+        })
     }
 
     /// A client for the HTTPS listener that trusts the gateway's self-signed certificate.
     pub fn https(&self) -> Client {
+        self.local();
         let cert =
             reqwest::Certificate::from_pem(&self.cert_pem).unwrap_or_else(|e| panic!("cert: {e}"));
         let inner = reqwest::Client::builder()
@@ -148,17 +223,20 @@ impl Gateway {
         }
     }
 
+    /// A built-in policy as the policies table holds it (read on the calling test's runtime).
+    async fn policy(&self, name: &str) -> hub_shared::domain::policy::AccessPolicy {
+        let table = std::env::var(vars::POLICIES_TABLE)
+            .unwrap_or_else(|_| panic!("{} is not set", vars::POLICIES_TABLE));
+        hub_shared::aws::DynamoDbPolicyStore::new(dynamodb().await, &table)
+            .get_policy(name)
+            .await
+            .unwrap_or_else(|e| panic!("policy store: {e}"))
+            .unwrap_or_else(|| panic!("policy {name} missing: was infra/ applied?"))
+    }
+
     /// A service token for a built-in policy, signed with its primary key.
     pub async fn policy_token(&self, name: &str) -> String {
-        let hub = Arc::clone(&self.hub);
-        let name = name.to_owned();
-        let policy = self
-            .runtime
-            .spawn(async move { hub.policies.get_policy(&name).await })
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .unwrap_or_else(|e| panic!("policy store: {e}"))
-            .unwrap_or_else(|| panic!("policy missing: was infra/ applied?"));
+        let policy = self.policy(name).await;
         SasToken::generate(
             &self.host_name,
             &policy.primary_key,
@@ -169,14 +247,7 @@ impl Gateway {
 
     /// `HostName=...;SharedAccessKeyName=iothubowner;SharedAccessKey=...`
     pub async fn owner_connection_string(&self) -> String {
-        let hub = Arc::clone(&self.hub);
-        let policy = self
-            .runtime
-            .spawn(async move { hub.policies.get_policy("iothubowner").await })
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .unwrap_or_else(|e| panic!("policy store: {e}"))
-            .unwrap_or_else(|| panic!("iothubowner missing: was infra/ applied?"));
+        let policy = self.policy("iothubowner").await;
         format!(
             "HostName={};SharedAccessKeyName=iothubowner;SharedAccessKey={}",
             self.host_name,
@@ -202,26 +273,36 @@ impl Gateway {
         register_on(&self.http(), &self.owner_token().await, device_id).await
     }
 
-    pub fn telemetry_stream(&self) -> &str {
-        &self.hub.telemetry_stream
+    pub fn telemetry_stream(&self) -> String {
+        std::env::var(vars::TELEMETRY_STREAM)
+            .unwrap_or_else(|_| panic!("{} is not set", vars::TELEMETRY_STREAM))
+    }
+
+    /// Runs the sweep schedule's targets now, as EventBridge does once a minute; panics if one
+    /// of them failed.
+    pub async fn sweep(&self) {
+        let local = self.local();
+        let hub = Arc::clone(&local.hub);
+        let failures = local
+            .runtime
+            .spawn(async move { hub.run_schedule().await })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let failures: Vec<String> = failures
+            .iter()
+            .map(|(function, error)| format!("{}: {error}", function.as_str()))
+            .collect();
+        assert!(
+            failures.is_empty(),
+            "scheduled invocations failed: {failures:?}"
+        );
     }
 }
 
-/// The hub's functions built from the environment with some variables overridden.
+/// The hub's functions as deployed, with some variables of their environments overridden (each
+/// function that reads a variable gets the override).
 pub async fn custom_hub(overrides: &[(&'static str, &str)]) -> Hub {
-    load_environment();
-    let overrides: Vec<(String, String)> = overrides
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    let env = Env::from_fn(move |name| {
-        overrides
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .or_else(|| std::env::var(name).ok())
-    });
-    Hub::from_env(&env)
+    Hub::build(settings(), overrides, None)
         .await
         .unwrap_or_else(|e| panic!("hub config: {e}"))
 }
@@ -317,7 +398,8 @@ impl RegisteredDevice {
         gateway().device_token(&self.id, &self.primary_key)
     }
 
-    /// A device SDK client for this device, talking to `base_url` (a gateway's HTTP listener).
+    /// A device SDK client for this device, talking to `base_url` (a gateway's HTTP listener or
+    /// the deployed API).
     pub fn client(&self, base_url: &str) -> hub_device_sdk::DeviceClient {
         let connection = format!(
             "HostName={};DeviceId={};SharedAccessKey={}",
@@ -325,11 +407,18 @@ impl RegisteredDevice {
             self.id,
             self.primary_key.to_base64()
         );
-        hub_device_sdk::DeviceClient::builder(&connection)
+        let mut builder = hub_device_sdk::DeviceClient::builder(&connection)
             .unwrap_or_else(|e| panic!("{e}"))
-            .base_url(base_url)
-            .build()
-            .unwrap_or_else(|e| panic!("{e}"))
+            .base_url(base_url);
+        if let Ok(url) = reqwest::Url::parse(base_url)
+            && url.host_str().is_some_and(|h| h.ends_with(".localhost"))
+        {
+            builder = builder.connect_to(std::net::SocketAddr::from((
+                [127, 0, 0, 1],
+                url.port_or_known_default().unwrap_or(80),
+            )));
+        }
+        builder.build().unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// A device SDK client over HTTPS, trusting the gateway's self-signed certificate.
@@ -683,7 +772,7 @@ pub async fn kinesis() -> aws_sdk_kinesis::Client {
 /// Starts reading the telemetry stream; only records put after this are seen.
 pub async fn tail() -> TelemetryTail {
     let gateway = gateway();
-    TelemetryTail::from_now(kinesis().await, gateway.telemetry_stream())
+    TelemetryTail::from_now(kinesis().await, &gateway.telemetry_stream())
         .await
         .unwrap_or_else(|e| panic!("{e}"))
 }
@@ -755,7 +844,7 @@ pub async fn assert_nothing_written(tail: &mut TelemetryTail, device: &Registere
 /// that need chosen enqueued times: late, out of order, spread over several windows.
 pub async fn put_envelopes(envelopes: &[hub_shared::domain::envelope::TelemetryEnvelope]) {
     let kinesis = kinesis().await;
-    let stream = gateway().telemetry_stream().to_owned();
+    let stream = gateway().telemetry_stream();
     for envelope in envelopes {
         kinesis
             .put_record()

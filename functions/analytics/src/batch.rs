@@ -250,11 +250,11 @@ impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender, T: TagReader> AnalyticsHan
             match effect {
                 Effect::Command(request) => commands.push(
                     serde_json::to_string(request)
-                        .map_err(|e| StoreError::new("encoding a command request", e))?,
+                        .map_err(|e| StoreError::rejected("encoding a command request", e))?,
                 ),
                 Effect::Alert(event) => alerts.push(
                     serde_json::to_string(event)
-                        .map_err(|e| StoreError::new("encoding an alert event", e))?,
+                        .map_err(|e| StoreError::rejected("encoding an alert event", e))?,
                 ),
             }
         }

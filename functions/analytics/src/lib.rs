@@ -11,8 +11,13 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::kinesis::KinesisEvent;
+use hub_shared::aws::{
+    AnalyticsTables, Clients, DynamoDbAnalyticsStore, DynamoDbRuleStore, DynamoDbTwinStore,
+    SqsQueue,
+};
 use hub_shared::config::{ConfigError, Env, vars};
 use hub_shared::domain::analytics::{Rule, WindowSize};
+use hub_shared::lambda::{Function, InvocationError};
 use hub_shared::ports::{AnalyticsStore, NoTags, QueueSender, RuleStore, StoreError, TagReader};
 use serde_json::Value;
 
@@ -67,6 +72,48 @@ impl AnalyticsConfig {
     }
 }
 
+/// The function as deployed.
+pub type Handler =
+    AnalyticsHandler<DynamoDbAnalyticsStore, DynamoDbRuleStore, SqsQueue, DynamoDbTwinStore>;
+
+/// Builds the function from its configuration, as its `main` does at cold start and the local
+/// gateway does for its in-process functions.
+pub fn build(config: &AnalyticsConfig, clients: &Clients) -> Handler {
+    let queue = |url: &str| SqsQueue::new(clients.sqs.clone(), url);
+    AnalyticsHandler::new(
+        config.windows.clone(),
+        DynamoDbAnalyticsStore::new(
+            clients.dynamodb.clone(),
+            AnalyticsTables {
+                analytics: config.analytics_table.clone(),
+                alerts: config.alerts_table.clone(),
+            },
+            config.retention,
+        ),
+        DynamoDbRuleStore::new(clients.dynamodb.clone(), &config.rules_table),
+        AnalyticsQueues {
+            command_requests: queue(&config.command_requests_queue_url),
+            alert_events: queue(&config.alerts_queue_url),
+            dead_letters: queue(&config.dead_letter_queue_url),
+        },
+        config.rules_cache,
+    )
+    .with_tags(DynamoDbTwinStore::new(
+        clients.dynamodb.clone(),
+        &config.twins_table,
+    ))
+}
+
+/// Where the function's outputs go, by name: in a deployment all three are SQS queues.
+pub struct AnalyticsQueues<Q> {
+    /// Commands for devices, consumed by the commands function.
+    pub command_requests: Q,
+    /// Alert raised/cleared events for integrations.
+    pub alert_events: Q,
+    /// Records that can never be processed, with the reason.
+    pub dead_letters: Q,
+}
+
 /// `T` reads twin tags for rules that select devices by tag; without twins (`NoTags`) such rules
 /// select no device.
 pub struct AnalyticsHandler<A, R, Q, T = NoTags> {
@@ -86,9 +133,7 @@ impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender> AnalyticsHandler<A, R, Q> 
         windows: Vec<WindowSize>,
         store: A,
         rule_store: R,
-        command_requests: Q,
-        alert_events: Q,
-        dead_letters: Q,
+        queues: AnalyticsQueues<Q>,
         rules_ttl: Duration,
     ) -> Self {
         Self {
@@ -96,9 +141,9 @@ impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender> AnalyticsHandler<A, R, Q> 
             store,
             rule_store,
             tags: NoTags,
-            command_requests,
-            alert_events,
-            dead_letters,
+            command_requests: queues.command_requests,
+            alert_events: queues.alert_events,
+            dead_letters: queues.dead_letters,
             rules_cache: Mutex::new(None),
             rules_ttl,
         }
@@ -156,15 +201,19 @@ impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender, T: TagReader> AnalyticsHan
     pub fn invalidate_rules(&self) {
         *self.rules_cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
+}
 
+impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender, T: TagReader> Function
+    for AnalyticsHandler<A, R, Q, T>
+{
     /// Dispatches on the event's shape: Kinesis records (`Records`), or an API Gateway request.
-    pub async fn handle(&self, event: Value) -> Result<Value, serde_json::Error> {
+    async fn invoke(&self, event: Value) -> Result<Value, InvocationError> {
         if event.get("Records").is_some() {
-            let batch: KinesisEvent = serde_json::from_value(event)?;
-            return serde_json::to_value(self.handle_kinesis(&batch).await);
+            let batch: KinesisEvent = hub_shared::lambda::event(event)?;
+            return hub_shared::lambda::response(&self.handle_kinesis(&batch).await);
         }
-        let request: ApiGatewayV2httpRequest = serde_json::from_value(event)?;
-        serde_json::to_value(self.handle_http(&request).await)
+        let request: ApiGatewayV2httpRequest = hub_shared::lambda::event(event)?;
+        hub_shared::lambda::response(&self.handle_http(&request).await)
     }
 }
 

@@ -19,16 +19,18 @@ use hub_shared::ports::{StateItem, StateKey};
 
 use super::*;
 
-type Handler = AnalyticsHandler<InMemoryAnalytics, InMemoryRules, InMemoryQueue>;
+type TestHandler = AnalyticsHandler<InMemoryAnalytics, InMemoryRules, InMemoryQueue>;
 
-fn handler(rules: Vec<Rule>) -> Handler {
+fn handler(rules: Vec<Rule>) -> TestHandler {
     AnalyticsHandler::new(
         vec!["1m".parse().unwrap(), "1h".parse().unwrap()],
         InMemoryAnalytics::default(),
         InMemoryRules::with(rules),
-        InMemoryQueue::default(),
-        InMemoryQueue::default(),
-        InMemoryQueue::default(),
+        AnalyticsQueues {
+            command_requests: InMemoryQueue::default(),
+            alert_events: InMemoryQueue::default(),
+            dead_letters: InMemoryQueue::default(),
+        },
         Duration::ZERO,
     )
 }
@@ -84,7 +86,7 @@ fn batch(shard: &str, first_sequence: u64, envelopes: &[TelemetryEnvelope]) -> K
 }
 
 fn aggregate(
-    h: &Handler,
+    h: &TestHandler,
     device: &str,
     window: &str,
     start: i64,

@@ -6,18 +6,21 @@
 //! `isAuthorized: false`).
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_lambda_events::apigw::{
     ApiGatewayV2CustomAuthorizerSimpleResponse, ApiGatewayV2CustomAuthorizerV2Request,
 };
 use hub_shared::authz::{Principal, check_access, policy_may_act_as_device};
+use hub_shared::aws::{Clients, DynamoDbDeviceRegistry, DynamoDbPolicyStore};
+use hub_shared::clock::SharedClock;
 use hub_shared::config::{ConfigError, Env, vars};
 use hub_shared::domain::device_id::DeviceId;
 use hub_shared::domain::sas::SasToken;
 use hub_shared::domain::timestamp::Timestamp;
 use hub_shared::error::Chain;
 use hub_shared::http::{AuthContext, LAST_ACTIVITY_FIELD};
+use hub_shared::lambda::{Function, InvocationError};
 use hub_shared::ports::{DeviceRegistry, PolicyStore, StoreError};
 use hub_shared::routes::{Access, Route, resource_segments};
 use serde_json::Value;
@@ -44,11 +47,33 @@ impl AuthorizerConfig {
     }
 }
 
+/// The function as deployed: device identities and policies in DynamoDB.
+pub type Handler = Authorizer<DynamoDbDeviceRegistry, DynamoDbPolicyStore>;
+
+/// Builds the function from its configuration, as its `main` does at cold start and the local
+/// gateway does for its in-process functions.
+pub fn build(config: &AuthorizerConfig, clients: &Clients) -> Handler {
+    Authorizer::new(
+        DynamoDbDeviceRegistry::new(clients.dynamodb.clone(), &config.registry_table),
+        DynamoDbPolicyStore::new(clients.dynamodb.clone(), &config.policies_table),
+        &config.host_name,
+        config.clock_skew,
+    )
+}
+
 pub struct Authorizer<R, P> {
     registry: R,
     policies: P,
     host_name: String,
     clock_skew: Duration,
+    clock: SharedClock,
+}
+
+impl<R: DeviceRegistry, P: PolicyStore> Function for Authorizer<R, P> {
+    async fn invoke(&self, event: Value) -> Result<Value, InvocationError> {
+        let request: ApiGatewayV2CustomAuthorizerV2Request = hub_shared::lambda::event(event)?;
+        hub_shared::lambda::response(&self.handle(&request).await)
+    }
 }
 
 /// Why a request is not let through.
@@ -75,7 +100,14 @@ impl<R: DeviceRegistry, P: PolicyStore> Authorizer<R, P> {
             policies,
             host_name: host_name.into(),
             clock_skew,
+            clock: hub_shared::clock::system(),
         }
+    }
+
+    /// Takes the time from `clock` (tests).
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub async fn handle(
@@ -97,8 +129,12 @@ impl<R: DeviceRegistry, P: PolicyStore> Authorizer<R, P> {
                 AuthContext::Deny { reason }
             }
             Err(Rejection::Unavailable(error)) => {
-                tracing::error!(error = %Chain(&error), "cannot authenticate: backing store failed");
-                AuthContext::Unavailable
+                tracing::error!(kind = ?error.kind, error = %Chain(&error), "cannot authenticate: backing store failed");
+                if error.is_transient() {
+                    AuthContext::Unavailable
+                } else {
+                    AuthContext::Failed
+                }
             }
         };
         let mut response = AuthorizerResponse::default();
@@ -143,10 +179,7 @@ impl<R: DeviceRegistry, P: PolicyStore> Authorizer<R, P> {
             .and_then(|v| v.to_str().ok())
             .ok_or("the request has no Authorization header")?;
         let token = SasToken::parse(header).map_err(|e| e.to_string())?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
+        let now = u64::try_from(self.clock.now().unix_seconds()).unwrap_or_default();
         if token.is_expired(now, self.clock_skew.as_secs()) {
             return Err("the SharedAccessSignature has expired".into());
         }

@@ -53,7 +53,7 @@ impl<S: CommandStore, F: FeedbackQueue, D: DeadLetters, A: ActivityRecorder>
     ) -> Result<ApiGatewayV2httpResponse, HandlerError> {
         let request = request.authorize()?;
         if request.route.access == hub_shared::routes::Access::Device {
-            record_activity(&self.activity, &request).await;
+            record_activity(&self.activity, &request, self.clock.now()).await;
         }
         match request.route.operation {
             Operation::SendCommand => self.send(&request).await,
@@ -85,7 +85,7 @@ impl<S: CommandStore, F: FeedbackQueue, D: DeadLetters, A: ActivityRecorder>
             &request.http,
             body.into_owned(),
             self.commands.policy.max_ttl,
-            Timestamp::now(),
+            self.clock.now(),
         )?;
         let enqueued =
             self.commands

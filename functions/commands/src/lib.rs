@@ -9,9 +9,14 @@ pub mod requests;
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::sqs::SqsEvent;
+use hub_shared::aws::{
+    Clients, CommandTables, DynamoDbCommandStore, DynamoDbDeviceRegistry, SqsQueue,
+};
+use hub_shared::clock::SharedClock;
 use hub_shared::config::{ConfigError, Env, vars};
 use hub_shared::domain::command::DeliveryPolicy;
 use hub_shared::error::Chain;
+use hub_shared::lambda::{Function, InvocationError};
 use hub_shared::ports::{ActivityRecorder, CommandStore, DeadLetters, FeedbackQueue};
 use serde_json::{Value, json};
 
@@ -66,52 +71,81 @@ impl CommandsConfig {
     }
 }
 
+/// The function as deployed: queues in DynamoDB, feedback and dead letters in SQS.
+pub type Handler =
+    CommandsHandler<DynamoDbCommandStore, SqsQueue, SqsQueue, DynamoDbDeviceRegistry>;
+
+/// Builds the function from its configuration, as its `main` does at cold start and the local
+/// gateway does for its in-process functions.
+pub fn build(config: &CommandsConfig, clients: &Clients) -> Handler {
+    let clock = hub_shared::clock::system();
+    CommandsHandler {
+        commands: Commands {
+            store: DynamoDbCommandStore::new(
+                clients.dynamodb.clone(),
+                CommandTables {
+                    commands: config.commands_table.clone(),
+                    registry: config.registry_table.clone(),
+                },
+            ),
+            feedback: SqsQueue::new(clients.sqs.clone(), &config.feedback_queue_url),
+            dead_letters: SqsQueue::new(clients.sqs.clone(), &config.dead_letter_queue_url),
+            policy: config.policy,
+            clock: clock.clone(),
+        },
+        request_dead_letters: SqsQueue::new(
+            clients.sqs.clone(),
+            &config.requests_dead_letter_queue_url,
+        ),
+        activity: DynamoDbDeviceRegistry::new(clients.dynamodb.clone(), &config.registry_table),
+        clock,
+    }
+}
+
+/// Constructed with named fields: the three queues are all SQS queues in a deployment.
 pub struct CommandsHandler<S, F, D, A> {
     pub commands: Commands<S, F, D>,
     /// Where command requests that can never be processed go.
     pub request_dead_letters: D,
     /// Records the device's `lastActivityTime` on its calls (at most once a minute).
     pub activity: A,
+    pub clock: SharedClock,
 }
 
 impl<S: CommandStore, F: FeedbackQueue, D: DeadLetters, A: ActivityRecorder>
     CommandsHandler<S, F, D, A>
 {
-    pub fn new(commands: Commands<S, F, D>, request_dead_letters: D, activity: A) -> Self {
-        Self {
-            commands,
-            request_dead_letters,
-            activity,
+    /// The scheduled sweep. Work it could not finish fails the invocation (after doing the rest),
+    /// so Lambda's retries, `Errors` metric and alarms see it; the leftovers stay due.
+    pub async fn handle_sweep(&self) -> Result<Value, queue::SweepError> {
+        let report = self.commands.sweep(SWEEP_LIMIT).await?;
+        if report != queue::SweepReport::default() {
+            tracing::info!(?report, "sweep");
         }
+        Ok(
+            json!({ "expired": report.expired, "deadLettered": report.dead_lettered, "finished": report.finished }),
+        )
     }
+}
 
+impl<S: CommandStore, F: FeedbackQueue, D: DeadLetters, A: ActivityRecorder> Function
+    for CommandsHandler<S, F, D, A>
+{
     /// Dispatches on the event's shape: an SQS batch (`Records`), a scheduled sweep (an
     /// EventBridge event, `detail-type`), or an API Gateway request (`requestContext`).
-    pub async fn handle(&self, event: Value) -> Result<Value, serde_json::Error> {
+    async fn invoke(&self, event: Value) -> Result<Value, InvocationError> {
         if event.get("Records").is_some() {
-            let batch: SqsEvent = serde_json::from_value(event)?;
-            return serde_json::to_value(self.handle_requests(&batch).await);
+            let batch: SqsEvent = hub_shared::lambda::event(event)?;
+            return hub_shared::lambda::response(&self.handle_requests(&batch).await);
         }
         if event.get("detail-type").is_some() {
-            return Ok(self.handle_sweep().await);
-        }
-        let request: ApiGatewayV2httpRequest = serde_json::from_value(event)?;
-        serde_json::to_value(self.handle_http(&request).await)
-    }
-
-    pub async fn handle_sweep(&self) -> Value {
-        match self.commands.sweep(SWEEP_LIMIT).await {
-            Ok(report) => {
-                if report != queue::SweepReport::default() {
-                    tracing::info!(?report, "sweep");
-                }
-                json!({ "expired": report.expired, "deadLettered": report.dead_lettered, "finished": report.finished })
-            }
-            Err(error) => {
+            return self.handle_sweep().await.map_err(|error| {
                 tracing::error!(error = %Chain(&error), "sweep failed");
-                json!({ "error": error.to_string() })
-            }
+                InvocationError::Failed(error.cause)
+            });
         }
+        let request: ApiGatewayV2httpRequest = hub_shared::lambda::event(event)?;
+        hub_shared::lambda::response(&self.handle_http(&request).await)
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use hub_shared::clock::SharedClock;
 use hub_shared::domain::command::{
     DeadLetteredCommand, DeliveryPolicy, FeedbackRecord, LockToken, NewCommand, Outcome,
     QueuedCommand,
@@ -47,11 +48,25 @@ pub struct SweepReport {
     pub finished: usize,
 }
 
+/// Why a sweep did not finish its work: what it did, and the first failure. The work left over
+/// stays due, so the next sweep takes it up.
+#[derive(Debug, thiserror::Error)]
+#[error("the sweep left {left} item(s) unfinished ({report:?})")]
+pub struct SweepError {
+    pub report: SweepReport,
+    pub left: usize,
+    #[source]
+    pub cause: StoreError,
+}
+
+/// Constructed with named fields: `feedback` and `dead_letters` are both SQS queues in a
+/// deployment, and a swap would compile.
 pub struct Commands<S, F, D> {
     pub store: S,
     pub feedback: F,
     pub dead_letters: D,
     pub policy: DeliveryPolicy,
+    pub clock: SharedClock,
 }
 
 fn millis(duration: Duration) -> i64 {
@@ -63,15 +78,6 @@ fn plus(at: Timestamp, duration: Duration) -> Timestamp {
 }
 
 impl<S: CommandStore, F: FeedbackQueue, D: DeadLetters> Commands<S, F, D> {
-    pub fn new(store: S, feedback: F, dead_letters: D, policy: DeliveryPolicy) -> Self {
-        Self {
-            store,
-            feedback,
-            dead_letters,
-            policy,
-        }
-    }
-
     /// Appends a message to the device's queue. With an idempotency key, a repeated request is
     /// reported as a duplicate and not enqueued again.
     pub async fn enqueue(
@@ -80,7 +86,7 @@ impl<S: CommandStore, F: FeedbackQueue, D: DeadLetters> Commands<S, F, D> {
         new: NewCommand,
         idempotency_key: Option<&str>,
     ) -> Result<Enqueued, EnqueueError> {
-        let now = Timestamp::now();
+        let now = self.clock.now();
         let expires_at = new
             .expires_at
             .unwrap_or_else(|| plus(now, self.policy.default_ttl));
@@ -145,7 +151,7 @@ impl<S: CommandStore, F: FeedbackQueue, D: DeadLetters> Commands<S, F, D> {
     /// Locks and returns the oldest available message, retiring expired and undeliverable ones
     /// it meets on the way.
     pub async fn receive(&self, queue: &QueueKey) -> Result<Option<QueuedCommand>, StoreError> {
-        let now = Timestamp::now();
+        let now = self.clock.now();
         for candidate in self.store.candidates(queue).await? {
             if candidate.expires_at <= now {
                 self.retire(
@@ -221,7 +227,7 @@ impl<S: CommandStore, F: FeedbackQueue, D: DeadLetters> Commands<S, F, D> {
         token: &LockToken,
         outcome: Outcome,
     ) -> Result<SettleOutcome, StoreError> {
-        let now = Timestamp::now();
+        let now = self.clock.now();
         let condition = SettleCondition::LockedBy(token.clone());
         if !token.ack().wants(outcome) {
             return self
@@ -258,8 +264,11 @@ impl<S: CommandStore, F: FeedbackQueue, D: DeadLetters> Commands<S, F, D> {
                 now,
             )
             .await?;
-        if settled == SettleOutcome::Settled {
-            self.finish(queue, &stored.command, outcome).await;
+        if settled == SettleOutcome::Settled
+            && let Err(error) = self.finish(queue, &stored.command, outcome).await
+        {
+            // Settled, so the device's request succeeded; the record stays due for the sweep.
+            tracing::warn!(error = %Chain(&error), device = %stored.command.device_id, "settlement left for the sweeper");
         }
         Ok(settled)
     }
@@ -267,7 +276,7 @@ impl<S: CommandStore, F: FeedbackQueue, D: DeadLetters> Commands<S, F, D> {
     /// Releases a lock so the message can be received again; dead-letters it if it has been
     /// delivered the maximum number of times. `false` if the token does not hold the message.
     pub async fn abandon(&self, queue: &QueueKey, token: &LockToken) -> Result<bool, StoreError> {
-        let now = Timestamp::now();
+        let now = self.clock.now();
         let Some(command) = self.store.unlock(queue, token, now).await? else {
             return Ok(false);
         };
@@ -289,7 +298,7 @@ impl<S: CommandStore, F: FeedbackQueue, D: DeadLetters> Commands<S, F, D> {
         let Some(head) = self.store.queue_head(device).await? else {
             return Ok(None);
         };
-        let now = Timestamp::now();
+        let now = self.clock.now();
         let mut purged = 0;
         for candidate in self.store.candidates(&head.queue).await? {
             if self
@@ -310,18 +319,57 @@ impl<S: CommandStore, F: FeedbackQueue, D: DeadLetters> Commands<S, F, D> {
 
     /// Expires due messages and finishes settled records whose feedback or dead-letter copy was
     /// not sent (the process died, or SQS failed). Runs on a schedule.
-    pub async fn sweep(&self, limit: usize) -> Result<SweepReport, StoreError> {
-        let now = Timestamp::now();
+    pub async fn sweep(&self, limit: usize) -> Result<SweepReport, SweepError> {
+        let now = self.clock.now();
         let mut report = SweepReport::default();
-        for (queue, sequence_number) in self.store.due(now, limit).await? {
+        let due = self
+            .store
+            .due(now, limit)
+            .await
+            .map_err(|cause| SweepError {
+                report,
+                left: 0,
+                cause,
+            })?;
+        let mut left = 0;
+        let mut first_failure = None;
+        for (queue, sequence_number) in due {
+            if let Err(error) = self
+                .sweep_one(&queue, sequence_number, now, &mut report)
+                .await
+            {
+                tracing::warn!(device = %queue.device_id, sequence_number, error = %Chain(&error), "sweep item left for the next sweep");
+                left += 1;
+                first_failure.get_or_insert(error);
+            }
+        }
+        match first_failure {
+            None => Ok(report),
+            Some(cause) => Err(SweepError {
+                report,
+                left,
+                cause,
+            }),
+        }
+    }
+
+    async fn sweep_one(
+        &self,
+        queue: &QueueKey,
+        sequence_number: u64,
+        now: Timestamp,
+        report: &mut SweepReport,
+    ) -> Result<(), StoreError> {
+        let queue = queue.clone();
+        {
             let Some(stored) = self.store.get(&queue, sequence_number).await? else {
-                continue;
+                return Ok(());
             };
             match stored.settled {
-                Some(outcome) if self.finish(&queue, &stored.command, outcome).await => {
+                Some(outcome) => {
+                    self.finish(&queue, &stored.command, outcome).await?;
                     report.finished += 1;
                 }
-                Some(_) => {}
                 None if stored.command.expires_at <= now => {
                     let lock_expired = stored
                         .command
@@ -354,7 +402,7 @@ impl<S: CommandStore, F: FeedbackQueue, D: DeadLetters> Commands<S, F, D> {
                 None => {}
             }
         }
-        Ok(report)
+        Ok(())
     }
 
     /// Takes a message out of its queue for a reason other than the device settling it. Keeps a
@@ -381,19 +429,25 @@ impl<S: CommandStore, F: FeedbackQueue, D: DeadLetters> Commands<S, F, D> {
         if settled == SettleOutcome::ConditionFailed {
             return Ok(false);
         }
-        if keep {
-            self.finish(queue, &stored.command, outcome).await;
+        if keep && let Err(error) = self.finish(queue, &stored.command, outcome).await {
+            // Settled, so the caller's request succeeded; the record stays due for the sweep.
+            tracing::warn!(error = %Chain(&error), device = %stored.command.device_id, "settlement left for the sweeper");
         }
         Ok(true)
     }
 
     /// Sends what a settled message still owes (dead-letter copy, feedback), then removes its
-    /// record. On failure the record stays for the sweeper; `false` then.
-    async fn finish(&self, queue: &QueueKey, command: &QueuedCommand, outcome: Outcome) -> bool {
-        let result: Result<(), StoreError> = async {
+    /// record. On failure the record stays for the sweeper.
+    async fn finish(
+        &self,
+        queue: &QueueKey,
+        command: &QueuedCommand,
+        outcome: Outcome,
+    ) -> Result<(), StoreError> {
+        {
             if outcome == Outcome::DeliveryCountExceeded {
                 let body = serde_json::to_string(&DeadLetteredCommand::new(command, outcome))
-                    .map_err(|e| StoreError::new("dead-lettering a command", e))?;
+                    .map_err(|e| StoreError::rejected("dead-lettering a command", e))?;
                 self.dead_letters.send(&body, outcome.as_str()).await?;
             }
             if command.ack.wants(outcome) {
@@ -401,19 +455,11 @@ impl<S: CommandStore, F: FeedbackQueue, D: DeadLetters> Commands<S, F, D> {
                     .publish(&FeedbackRecord::for_outcome(
                         command,
                         outcome,
-                        Timestamp::now(),
+                        self.clock.now(),
                     ))
                     .await?;
             }
             self.store.delete(queue, command.sequence_number).await
-        }
-        .await;
-        match result {
-            Ok(()) => true,
-            Err(error) => {
-                tracing::warn!(error = %Chain(&error), device = %command.device_id, "settlement left for the sweeper");
-                false
-            }
         }
     }
 }

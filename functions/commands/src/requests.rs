@@ -42,7 +42,7 @@ impl<S: CommandStore, F: FeedbackQueue, D: DeadLetters, A: ActivityRecorder>
 
     async fn process_request(&self, message: &SqsMessage) -> Verdict {
         let body = message.body.as_deref().unwrap_or_default();
-        let request = match parse_request(body, self.commands.policy.max_ttl) {
+        let request = match parse_request(body, self.commands.policy.max_ttl, self.clock.now()) {
             Ok(request) => request,
             Err(reason) => return self.reject_request(body, &reason).await,
         };
@@ -81,6 +81,7 @@ impl<S: CommandStore, F: FeedbackQueue, D: DeadLetters, A: ActivityRecorder>
 fn parse_request(
     body: &str,
     max_ttl: std::time::Duration,
+    now: Timestamp,
 ) -> Result<(hub_shared::DeviceId, NewCommand, String), String> {
     let request: CommandRequest =
         serde_json::from_str(body).map_err(|e| format!("not a valid command request: {e}"))?;
@@ -110,7 +111,6 @@ fn parse_request(
         Some(seconds) => Some(seconds),
         None => None,
     };
-    let now = Timestamp::now();
     let expires_at = ttl.and_then(|seconds| {
         Timestamp::from_unix_millis(
             now.unix_millis()

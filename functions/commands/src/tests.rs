@@ -19,10 +19,12 @@ use hub_shared::fakes::{
 use hub_shared::http::AuthContext;
 use hub_shared::ports::{QueueKey, SettleOutcome};
 
+use hub_shared::clock::Clock as _;
+
 use super::*;
 use crate::queue::EnqueueError;
 
-type Handler =
+type TestHandler =
     CommandsHandler<InMemoryCommands, InMemoryFeedback, InMemoryDeadLetters, InMemoryRegistry>;
 
 const GENERATION: &str = "638000000000000001";
@@ -36,19 +38,34 @@ fn policy() -> DeliveryPolicy {
     }
 }
 
-fn handler() -> Handler {
+fn handler() -> TestHandler {
     let store = InMemoryCommands::default();
     store.register(&device(), GENERATION);
-    CommandsHandler::new(
-        Commands::new(
+    handler_on(store, hub_shared::clock::system())
+}
+
+/// A handler on a clock that moves only when the test says so.
+fn handler_with_clock() -> (TestHandler, std::sync::Arc<hub_shared::clock::ManualClock>) {
+    let store = InMemoryCommands::default();
+    store.register(&device(), GENERATION);
+    let clock = hub_shared::clock::ManualClock::new();
+    (handler_on(store, clock.clone()), clock)
+}
+
+/// A handler whose time is `clock`'s.
+fn handler_on(store: InMemoryCommands, clock: hub_shared::clock::SharedClock) -> TestHandler {
+    CommandsHandler {
+        commands: Commands {
             store,
-            InMemoryFeedback::default(),
-            InMemoryDeadLetters::default(),
-            policy(),
-        ),
-        InMemoryDeadLetters::default(),
-        InMemoryRegistry::default(),
-    )
+            feedback: InMemoryFeedback::default(),
+            dead_letters: InMemoryDeadLetters::default(),
+            policy: policy(),
+            clock: clock.clone(),
+        },
+        request_dead_letters: InMemoryDeadLetters::default(),
+        activity: InMemoryRegistry::default(),
+        clock,
+    }
 }
 
 fn device() -> DeviceId {
@@ -146,7 +163,7 @@ async fn the_queue_depth_is_limited() {
 
 #[tokio::test]
 async fn lost_locks_redeliver_with_a_higher_count_then_dead_letter() {
-    let h = handler();
+    let (h, clock) = handler_with_clock();
     h.commands
         .enqueue(&device(), command("lost", AckMode::Full), None)
         .await
@@ -159,7 +176,7 @@ async fn lost_locks_redeliver_with_a_higher_count_then_dead_letter() {
             h.commands.receive(&queue()).await.unwrap().is_none(),
             "held by the lock"
         );
-        tokio::time::sleep(policy().lock_duration + Duration::from_millis(50)).await;
+        clock.advance(policy().lock_duration + Duration::from_millis(50));
     }
     assert_eq!(counts, [1, 2, 3]);
     assert!(
@@ -226,7 +243,7 @@ async fn rejected_messages_are_not_redelivered_and_give_negative_feedback() {
 
 #[tokio::test]
 async fn stale_and_forged_tokens_leave_the_message_untouched() {
-    let h = handler();
+    let (h, clock) = handler_with_clock();
     h.commands
         .enqueue(&device(), command("m", AckMode::Full), None)
         .await
@@ -244,7 +261,7 @@ async fn stale_and_forged_tokens_leave_the_message_untouched() {
         );
         assert!(!h.commands.abandon(&queue(), &wrong).await.unwrap());
     }
-    tokio::time::sleep(policy().lock_duration + Duration::from_millis(50)).await;
+    clock.advance(policy().lock_duration + Duration::from_millis(50));
     assert_eq!(
         h.commands
             .settle_locked(&queue(), &token, Outcome::Success)
@@ -260,15 +277,15 @@ async fn stale_and_forged_tokens_leave_the_message_untouched() {
 
 #[tokio::test]
 async fn expired_messages_are_never_delivered_and_give_expired_feedback() {
-    let h = handler();
+    let (h, clock) = handler_with_clock();
     let mut short = command("late", AckMode::Full);
-    short.expires_at = Timestamp::from_unix_millis(Timestamp::now().unix_millis() + 100);
+    short.expires_at = Timestamp::from_unix_millis(clock.now().unix_millis() + 100);
     h.commands.enqueue(&device(), short, None).await.unwrap();
     h.commands
         .enqueue(&device(), command("fresh", AckMode::None), None)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    clock.advance(Duration::from_millis(150));
     let received = h.commands.receive(&queue()).await.unwrap().unwrap();
     assert_eq!(received.body, b"fresh");
     assert_eq!(
@@ -279,11 +296,11 @@ async fn expired_messages_are_never_delivered_and_give_expired_feedback() {
 
 #[tokio::test]
 async fn the_sweep_expires_messages_nobody_receives() {
-    let h = handler();
+    let (h, clock) = handler_with_clock();
     let mut short = command("late", AckMode::Negative);
-    short.expires_at = Timestamp::from_unix_millis(Timestamp::now().unix_millis() + 50);
+    short.expires_at = Timestamp::from_unix_millis(clock.now().unix_millis() + 50);
     h.commands.enqueue(&device(), short, None).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    clock.advance(Duration::from_millis(100));
     let report = h.commands.sweep(100).await.unwrap();
     assert_eq!(report.expired, 1);
     assert_eq!(
@@ -685,17 +702,17 @@ async fn command_requests_that_may_succeed_later_are_retried() {
 async fn events_are_dispatched_by_shape() {
     let h = handler();
     let sweep = h
-        .handle(serde_json::json!({ "detail-type": "Scheduled Event", "source": "aws.events" }))
+        .invoke(serde_json::json!({ "detail-type": "Scheduled Event", "source": "aws.events" }))
         .await
         .unwrap();
     assert_eq!(sweep["expired"], 0);
     let batch = h
-        .handle(serde_json::to_value(sqs_event(&["bad"])).unwrap())
+        .invoke(serde_json::to_value(sqs_event(&["bad"])).unwrap())
         .await
         .unwrap();
     assert_eq!(batch["batchItemFailures"], serde_json::json!([]));
     assert!(
-        h.handle(serde_json::json!({ "unexpected": true }))
+        h.invoke(serde_json::json!({ "unexpected": true }))
             .await
             .is_err()
     );

@@ -6,11 +6,13 @@ pub mod messages;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use hub_shared::authz::Principal;
+use hub_shared::aws::{Clients, DynamoDbDeviceRegistry, KinesisRecordSink};
+use hub_shared::clock::SharedClock;
 use hub_shared::config::{ConfigError, Env, vars};
 use hub_shared::domain::envelope::{Sender, TelemetryEnvelope};
-use hub_shared::domain::timestamp::Timestamp;
 use hub_shared::error::ApiError;
 use hub_shared::http::{HandlerError, HttpRequest, Response, record_activity, respond};
+use hub_shared::lambda::{Function, InvocationError};
 use hub_shared::ports::{ActivityRecorder, RecordSink, StreamRecord};
 use hub_shared::publish::{RetryPolicy, publish_all};
 use hub_shared::routes::Operation;
@@ -35,11 +37,32 @@ impl IngestConfig {
     }
 }
 
+/// The function as deployed: Kinesis for telemetry, the registry for activity.
+pub type Handler = IngestHandler<KinesisRecordSink, DynamoDbDeviceRegistry>;
+
+/// Builds the function from its configuration, as its `main` does at cold start and the local
+/// gateway does for its in-process functions.
+pub fn build(config: &IngestConfig, clients: &Clients) -> Handler {
+    IngestHandler::new(
+        KinesisRecordSink::new(clients.kinesis.clone(), &config.telemetry_stream),
+        config.retry.clone(),
+        DynamoDbDeviceRegistry::new(clients.dynamodb.clone(), &config.registry_table),
+    )
+}
+
 pub struct IngestHandler<S, A> {
     sink: S,
     retry: RetryPolicy,
     /// Records the device's `lastActivityTime` (at most once a minute).
     activity: A,
+    clock: SharedClock,
+}
+
+impl<S: RecordSink, A: ActivityRecorder> Function for IngestHandler<S, A> {
+    async fn invoke(&self, event: serde_json::Value) -> Result<serde_json::Value, InvocationError> {
+        let request: ApiGatewayV2httpRequest = hub_shared::lambda::event(event)?;
+        hub_shared::lambda::response(&self.handle(&request).await)
+    }
 }
 
 impl<S: RecordSink, A: ActivityRecorder> IngestHandler<S, A> {
@@ -48,7 +71,14 @@ impl<S: RecordSink, A: ActivityRecorder> IngestHandler<S, A> {
             sink,
             retry,
             activity,
+            clock: hub_shared::clock::system(),
         }
+    }
+
+    /// Takes the time from `clock` (tests).
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub async fn handle(&self, event: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
@@ -85,7 +115,7 @@ impl<S: RecordSink, A: ActivityRecorder> IngestHandler<S, A> {
         } else {
             vec![messages::single(request.http.headers(), body.into_owned())?]
         };
-        let enqueued_time = Timestamp::now();
+        let enqueued_time = self.clock.now();
         let records: Vec<StreamRecord> = messages
             .into_iter()
             .map(|message| {
@@ -100,7 +130,7 @@ impl<S: RecordSink, A: ActivityRecorder> IngestHandler<S, A> {
             .await
             .map_err(hub_shared::ports::StoreError::from)?;
         tracing::debug!(device = %sender.device_id, messages = records.len(), "telemetry stored");
-        record_activity(&self.activity, &request).await;
+        record_activity(&self.activity, &request, self.clock.now()).await;
         Ok(Response::empty(204))
     }
 }

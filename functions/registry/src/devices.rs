@@ -149,7 +149,7 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender> RegistryHa
         let (primary_key, secondary_key) = description
             .keys_or_generate()
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let now = Timestamp::now();
+        let now = self.clock.now();
         let device = Device {
             device_id: device_id.clone(),
             generation_id: new_generation_id(now.datetime()),
@@ -214,7 +214,7 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender> RegistryHa
             status_updated_time: if status == current.status {
                 current.status_updated_time
             } else {
-                Timestamp::now()
+                self.clock.now()
             },
             primary_key,
             secondary_key,

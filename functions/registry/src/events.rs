@@ -9,7 +9,7 @@ use hub_shared::domain::device::Device;
 use hub_shared::domain::registry::{LifecycleEvent, LifecycleOperation};
 use hub_shared::domain::timestamp::Timestamp;
 use hub_shared::error::Chain;
-use hub_shared::ports::{DeviceRegistry, PolicyStore, QueueSender, TwinStore};
+use hub_shared::ports::{DeviceRegistry, PolicyStore, QueueSender, StoreError, TwinStore};
 
 use crate::RegistryHandler;
 
@@ -27,47 +27,50 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender> RegistryHa
             generation_id: device.generation_id.clone(),
             etag: device.etag.clone(),
             status: device.status,
-            operation_timestamp: Timestamp::now(),
+            operation_timestamp: self.clock.now(),
         }
     }
 
-    /// Publishes one event and takes it out of the outbox; failures are left to the sweep.
-    pub(crate) async fn publish(&self, event: &LifecycleEvent) -> bool {
-        let result = async {
-            let body = serde_json::to_string(event)
-                .map_err(|e| hub_shared::ports::StoreError::new("encoding a lifecycle event", e))?;
-            self.events.send_all(&[body]).await?;
-            self.registry.remove_event(&event.event_id).await
-        }
-        .await;
-        match result {
-            Ok(()) => true,
-            Err(error) => {
-                tracing::warn!(event = event.event_id, error = %Chain(&error), "lifecycle event left for the sweep");
-                false
-            }
+    /// Publishes one event and takes it out of the outbox.
+    async fn try_publish(&self, event: &LifecycleEvent) -> Result<(), StoreError> {
+        let body = serde_json::to_string(event)
+            .map_err(|e| StoreError::rejected("encoding a lifecycle event", e))?;
+        self.events.send_all(&[body]).await?;
+        self.registry.remove_event(&event.event_id).await
+    }
+
+    /// Publishes one event right after the change it describes; a failure leaves it in the
+    /// outbox for the sweep (the change itself succeeded, so the caller is not told otherwise).
+    pub(crate) async fn publish(&self, event: &LifecycleEvent) {
+        if let Err(error) = self.try_publish(event).await {
+            tracing::warn!(event = event.event_id, error = %Chain(&error), "lifecycle event left for the sweep");
         }
     }
 
-    /// The scheduled sweep: publishes events that stayed in the outbox. Returns how many.
-    pub async fn publish_pending(&self) -> usize {
+    /// The scheduled sweep: publishes events that stayed in the outbox and returns how many. It
+    /// fails if the outbox cannot be read or any event could not be published, so the
+    /// invocation fails and Lambda's retries, `Errors` metric and alarms see it; the events stay
+    /// in the outbox for the next sweep.
+    pub async fn publish_pending(&self) -> Result<usize, StoreError> {
         let grace = i64::try_from(self.outbox_grace.as_millis()).unwrap_or(i64::MAX);
         let older_than =
-            Timestamp::from_unix_millis(Timestamp::now().unix_millis().saturating_sub(grace))
+            Timestamp::from_unix_millis(self.clock.now().unix_millis().saturating_sub(grace))
                 .unwrap_or(Timestamp::NEVER);
-        let pending = match self.registry.pending_events(older_than, 100).await {
-            Ok(pending) => pending,
-            Err(error) => {
-                tracing::error!(error = %Chain(&error), "cannot read the lifecycle event outbox");
-                return 0;
-            }
-        };
+        let pending = self.registry.pending_events(older_than, 100).await?;
         let mut published = 0;
+        let mut first_failure = None;
         for event in &pending {
-            if self.publish(event).await {
-                published += 1;
+            match self.try_publish(event).await {
+                Ok(()) => published += 1,
+                Err(error) => {
+                    tracing::warn!(event = event.event_id, error = %Chain(&error), "lifecycle event not published by the sweep");
+                    first_failure.get_or_insert(error);
+                }
             }
         }
-        published
+        match first_failure {
+            None => Ok(published),
+            Some(error) => Err(error),
+        }
     }
 }

@@ -11,8 +11,13 @@ pub mod twins;
 use std::time::Duration;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use hub_shared::aws::{
+    Clients, DynamoDbDeviceRegistry, DynamoDbPolicyStore, DynamoDbTwinStore, SqsQueue,
+};
+use hub_shared::clock::SharedClock;
 use hub_shared::config::{ConfigError, Env, vars};
 use hub_shared::http::{HandlerError, HttpRequest, Response, record_activity, respond};
+use hub_shared::lambda::{Function, InvocationError};
 use hub_shared::ports::{ActivityRecorder, DeviceRegistry, PolicyStore, QueueSender, TwinStore};
 use hub_shared::routes::{Access, Operation};
 use serde_json::Value;
@@ -41,6 +46,23 @@ impl RegistryConfig {
     }
 }
 
+/// The function as deployed: devices, twins and policies in DynamoDB, lifecycle events to SQS.
+pub type Handler =
+    RegistryHandler<DynamoDbDeviceRegistry, DynamoDbTwinStore, DynamoDbPolicyStore, SqsQueue>;
+
+/// Builds the function from its configuration, as its `main` does at cold start and the local
+/// gateway does for its in-process functions.
+pub fn build(config: &RegistryConfig, clients: &Clients) -> Handler {
+    RegistryHandler::new(
+        DynamoDbDeviceRegistry::new(clients.dynamodb.clone(), &config.registry_table)
+            .with_twins_table(&config.twins_table),
+        DynamoDbTwinStore::new(clients.dynamodb.clone(), &config.twins_table),
+        DynamoDbPolicyStore::new(clients.dynamodb.clone(), &config.policies_table),
+        SqsQueue::new(clients.sqs.clone(), &config.registry_events_queue_url),
+        &config.host_name,
+    )
+}
+
 pub struct RegistryHandler<R, T, P, Q> {
     pub registry: R,
     pub twins: T,
@@ -51,6 +73,7 @@ pub struct RegistryHandler<R, T, P, Q> {
     /// How long an event may wait in the outbox before the sweep takes it as lost in transit
     /// (rather than about to be published by the request that wrote it).
     pub outbox_grace: Duration,
+    pub clock: SharedClock,
 }
 
 /// Longest a device may wait for a desired-properties change (`waitSeconds`).
@@ -71,18 +94,14 @@ where
             events,
             hub_name: hub_name.into(),
             outbox_grace: Duration::from_secs(30),
+            clock: hub_shared::clock::system(),
         }
     }
 
-    /// Dispatches on the event's shape: a scheduled sweep of the event outbox (`detail-type`), or
-    /// an API Gateway request.
-    pub async fn handle(&self, event: Value) -> Result<Value, serde_json::Error> {
-        if event.get("detail-type").is_some() {
-            let published = self.publish_pending().await;
-            return Ok(serde_json::json!({ "published": published }));
-        }
-        let request: ApiGatewayV2httpRequest = serde_json::from_value(event)?;
-        serde_json::to_value(self.handle_http(&request).await)
+    /// Takes the time from `clock` (tests).
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub async fn handle_http(&self, event: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
@@ -100,7 +119,7 @@ where
     ) -> Result<ApiGatewayV2httpResponse, HandlerError> {
         let request = request.authorize()?;
         if request.route.access == Access::Device {
-            record_activity(&self.registry, &request).await;
+            record_activity(&self.registry, &request, self.clock.now()).await;
         }
         match request.route.operation {
             Operation::CreateOrUpdateDevice => self.put_device(&request).await,
@@ -121,6 +140,28 @@ where
             Operation::RegeneratePolicyKey => self.regenerate_key(&request).await,
             _ => Err(request.not_served("the registry").into()),
         }
+    }
+}
+
+impl<R, T, P, Q> Function for RegistryHandler<R, T, P, Q>
+where
+    R: DeviceRegistry + ActivityRecorder,
+    T: TwinStore,
+    P: PolicyStore,
+    Q: QueueSender,
+{
+    /// Dispatches on the event's shape: a scheduled sweep of the event outbox (`detail-type`), or
+    /// an API Gateway request. A sweep that fails fails the invocation.
+    async fn invoke(&self, event: Value) -> Result<Value, InvocationError> {
+        if event.get("detail-type").is_some() {
+            let published = self
+                .publish_pending()
+                .await
+                .map_err(InvocationError::Failed)?;
+            return Ok(serde_json::json!({ "published": published }));
+        }
+        let request: ApiGatewayV2httpRequest = hub_shared::lambda::event(event)?;
+        hub_shared::lambda::response(&self.handle_http(&request).await)
     }
 }
 

@@ -21,9 +21,12 @@ use serde_json::{Value, json};
 
 use super::*;
 
-type Handler = RegistryHandler<InMemoryRegistry, InMemoryTwins, InMemoryPolicies, InMemoryQueue>;
+type TestHandler =
+    RegistryHandler<InMemoryRegistry, InMemoryTwins, InMemoryPolicies, InMemoryQueue>;
 
-fn handler_with(devices: impl IntoIterator<Item = hub_shared::domain::device::Device>) -> Handler {
+fn handler_with(
+    devices: impl IntoIterator<Item = hub_shared::domain::device::Device>,
+) -> TestHandler {
     RegistryHandler::new(
         InMemoryRegistry::with(devices),
         InMemoryTwins::default(),
@@ -33,7 +36,7 @@ fn handler_with(devices: impl IntoIterator<Item = hub_shared::domain::device::De
     )
 }
 
-fn handler() -> Handler {
+fn handler() -> TestHandler {
     handler_with([])
 }
 
@@ -74,7 +77,7 @@ fn put(id: &str, body: &str) -> ApiGatewayV2httpRequest {
         .build()
 }
 
-async fn call(handler: &Handler, request: ApiGatewayV2httpRequest) -> (i64, Value) {
+async fn call(handler: &TestHandler, request: ApiGatewayV2httpRequest) -> (i64, Value) {
     let response = handler.handle_http(&request).await;
     let body = response_body(&response);
     let json = if body.is_empty() {
@@ -94,7 +97,7 @@ fn assert_error(response: &ApiGatewayV2httpResponse, status: i64, code: &str) {
     );
 }
 
-fn published(handler: &Handler) -> Vec<LifecycleEvent> {
+fn published(handler: &TestHandler) -> Vec<LifecycleEvent> {
     handler
         .events
         .sent()
@@ -1023,14 +1026,29 @@ async fn events_that_could_not_be_published_wait_for_the_sweep() {
     assert_eq!(handler.registry.outbox().len(), 1);
 
     let sweep = json!({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}});
-    assert_eq!(handler.handle(sweep.clone()).await.unwrap()["published"], 0);
+    let failed = handler.invoke(sweep.clone()).await;
+    assert!(
+        matches!(failed, Err(InvocationError::Failed(_))),
+        "a sweep that could not publish fails its invocation: {failed:?}"
+    );
     assert_eq!(handler.registry.outbox().len(), 1, "kept while SQS is down");
 
     handler.events.unavailable.store(false, Ordering::SeqCst);
-    assert_eq!(handler.handle(sweep).await.unwrap()["published"], 1);
+    assert_eq!(handler.invoke(sweep).await.unwrap()["published"], 1);
     assert!(handler.registry.outbox().is_empty());
     let [event] = published(&handler).try_into().unwrap();
     assert_eq!(event.device_id.as_str(), "dev1");
+}
+
+#[tokio::test]
+async fn a_sweep_that_cannot_read_the_outbox_fails_its_invocation() {
+    let handler = handler();
+    handler.registry.unavailable.store(true, Ordering::SeqCst);
+    let sweep = json!({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}});
+    assert!(matches!(
+        handler.invoke(sweep).await,
+        Err(InvocationError::Failed(_))
+    ));
 }
 
 #[tokio::test]

@@ -9,7 +9,6 @@ use std::time::Duration;
 use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use hub_shared::domain::device::Device;
 use hub_shared::domain::device_id::DeviceId;
-use hub_shared::domain::timestamp::Timestamp;
 use hub_shared::domain::twin::{SectionKind, Twin};
 use hub_shared::error::{ApiError, ErrorCode};
 use hub_shared::http::{AuthorizedRequest, HandlerError, Response, parse_if_match};
@@ -154,7 +153,7 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender> RegistryHa
                 )
                 .into());
             }
-            let now = Timestamp::now();
+            let now = self.clock.now();
             let applied = match change {
                 Change::Patch { tags, desired } => tags
                     .as_ref()

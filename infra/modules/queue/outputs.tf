@@ -7,3 +7,8 @@ output "arn" {
   description = "Queue ARN."
   value       = aws_sqs_queue.this.arn
 }
+
+output "name" {
+  description = "Queue name (the CloudWatch dimension)."
+  value       = aws_sqs_queue.this.name
+}

@@ -20,23 +20,27 @@ pub struct AnalyticsReport {
 /// `rate` per second, and measures when each becomes visible in the analytics state (the device
 /// state and the window aggregates are committed in the same transaction).
 pub async fn analytics(
+    settings: &std::path::Path,
     messages: usize,
     devices: usize,
     rate: f64,
-    batching_window: Duration,
+    batching_window: Option<Duration>,
 ) -> Result<AnalyticsReport, ToolError> {
     use std::sync::atomic::Ordering;
 
-    let sources = crate::event_sources::EventSourceOptions {
-        sweep_every: Duration::from_secs(3600),
-        kinesis: crate::kinesis_mapping::KinesisMappingOptions {
-            start_at_latest: true,
-            batching_window,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let bench = Bench::start(Some(sources)).await?;
+    // The deployed mapping, positioned at the end of the stream and with the batching window
+    // under measurement; no sweeps to disturb the timing.
+    let bench = Bench::start(settings, |hub| {
+        let mut sources =
+            crate::event_sources::EventSourceOptions::deployed(hub).map_err(super::tool_error)?;
+        sources.schedule_every = None;
+        sources.kinesis.start_at_latest = true;
+        if let Some(window) = batching_window {
+            sources.kinesis.batching_window = window;
+        }
+        Ok(Some(sources))
+    })
+    .await?;
     let Bench {
         instrumentation,
         base,

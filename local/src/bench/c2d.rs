@@ -18,8 +18,12 @@ pub struct C2dReport {
     pub complete_calls: Calls,
 }
 
-pub async fn c2d(messages: usize, ack: &str) -> Result<C2dReport, crate::demo::ToolError> {
-    let bench = Bench::start(None).await?;
+pub async fn c2d(
+    settings: &std::path::Path,
+    messages: usize,
+    ack: &str,
+) -> Result<C2dReport, crate::demo::ToolError> {
+    let bench = Bench::start(settings, |_| Ok(None)).await?;
     let Bench {
         instrumentation,
         hub,

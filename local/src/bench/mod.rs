@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hub_shared::config::Env;
+use crate::event_sources::EventSourceOptions;
 use hub_shared::domain::device_id::DeviceId;
 use hub_shared::domain::sas::SymmetricKey;
 
@@ -92,15 +92,19 @@ struct Bench {
 }
 
 impl Bench {
+    /// `event_sources` picks the emulated event sources (from the deployed ones), or none.
     async fn start(
-        event_sources: Option<crate::event_sources::EventSourceOptions>,
+        settings: &std::path::Path,
+        event_sources: impl FnOnce(&Hub) -> Result<Option<EventSourceOptions>, ToolError>,
     ) -> Result<Self, ToolError> {
         let instrumentation = Instrumentation::default();
+        let settings = crate::LocalSettings::load(settings).map_err(tool_error)?;
         let hub = Arc::new(
-            Hub::from_env_with(&Env::process(), Some(&instrumentation))
+            Hub::build(settings, &[], Some(&instrumentation))
                 .await
                 .map_err(tool_error)?,
         );
+        let event_sources = event_sources(&hub)?;
         let options = GatewayOptions {
             http: Some(([127, 0, 0, 1], 0).into()),
             https: None,

@@ -21,8 +21,12 @@ pub struct TwinsReport {
     pub read_calls: Calls,
 }
 
-pub async fn twins(rounds: usize, notifications: usize) -> Result<TwinsReport, ToolError> {
-    let bench = Bench::start(None).await?;
+pub async fn twins(
+    settings: &std::path::Path,
+    rounds: usize,
+    notifications: usize,
+) -> Result<TwinsReport, ToolError> {
+    let bench = Bench::start(settings, |_| Ok(None)).await?;
     let Bench {
         instrumentation,
         base,

@@ -20,6 +20,7 @@ use aws_sdk_dynamodb::types::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::aws::{build_error, corrupt_item, sdk_error, transaction_error};
 use crate::domain::analytics::{Alert, DeviceState, Rule, WindowAggregate, WindowSize, alert_id};
 use crate::domain::device_id::DeviceId;
 use crate::domain::timestamp::Timestamp;
@@ -38,19 +39,22 @@ pub struct DynamoDbAnalyticsStore {
 }
 
 impl DynamoDbAnalyticsStore {
-    pub fn new(
-        client: Client,
-        analytics_table: impl Into<String>,
-        alerts_table: impl Into<String>,
-        retention: Duration,
-    ) -> Self {
+    pub fn new(client: Client, tables: AnalyticsTables, retention: Duration) -> Self {
         Self {
             client,
-            analytics_table: analytics_table.into(),
-            alerts_table: alerts_table.into(),
+            analytics_table: tables.analytics,
+            alerts_table: tables.alerts,
             retention,
         }
     }
+}
+
+/// The tables analytics state lives in, by name: both are strings, and a swap would compile.
+#[derive(Debug, Clone)]
+pub struct AnalyticsTables {
+    /// Aggregates, device states and shard checkpoints.
+    pub analytics: String,
+    pub alerts: String,
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -124,7 +128,7 @@ fn parse<T: for<'de> Deserialize<'de>>(
     item: HashMap<String, AttributeValue>,
     operation: &'static str,
 ) -> Result<T, StoreError> {
-    serde_dynamo::from_item(item).map_err(|e| StoreError::new(operation, e))
+    serde_dynamo::from_item(item).map_err(corrupt_item(operation))
 }
 
 impl DynamoDbAnalyticsStore {
@@ -161,12 +165,12 @@ impl DynamoDbAnalyticsStore {
                 }),
             ),
         };
-        let attributes = attributes.map_err(|e| StoreError::new(OPERATION, e))?;
+        let attributes = attributes.map_err(|e| StoreError::rejected(OPERATION, e))?;
         Put::builder()
             .table_name(table)
             .set_item(Some(attributes))
             .build()
-            .map_err(|e| StoreError::new(OPERATION, e))
+            .map_err(build_error(OPERATION))
     }
 
     fn parse_state(
@@ -196,7 +200,7 @@ impl AnalyticsStore for DynamoDbAnalyticsStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| StoreError::new("reading a shard checkpoint", e))?;
+            .map_err(sdk_error("reading a shard checkpoint"))?;
         Ok(output
             .item
             .and_then(|item| item.get("seq").and_then(|v| v.as_s().ok()).cloned()))
@@ -228,7 +232,7 @@ impl AnalyticsStore for DynamoDbAnalyticsStore {
                         .set_keys(Some(list))
                         .consistent_read(true)
                         .build()
-                        .map_err(|e| StoreError::new(OPERATION, e))?;
+                        .map_err(build_error(OPERATION))?;
                     request.insert(table.clone(), keys);
                 }
             }
@@ -272,7 +276,7 @@ impl AnalyticsStore for DynamoDbAnalyticsStore {
                 .expression_attribute_values(":old", s(previous)),
             None => update.condition_expression("attribute_not_exists(seq)"),
         };
-        let update = update.build().map_err(|e| StoreError::new(OPERATION, e))?;
+        let update = update.build().map_err(build_error(OPERATION))?;
         match request
             .transact_items(TransactWriteItem::builder().update(update).build())
             .send()
@@ -289,7 +293,7 @@ impl AnalyticsStore for DynamoDbAnalyticsStore {
                 {
                     Ok(CommitOutcome::CheckpointMoved)
                 }
-                _ => Err(StoreError::new(OPERATION, error)),
+                _ => Err(transaction_error(OPERATION)(error)),
             },
         }
     }
@@ -316,7 +320,7 @@ impl AnalyticsStore for DynamoDbAnalyticsStore {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| StoreError::new(OPERATION, e))?;
+                .map_err(sdk_error(OPERATION))?;
             for item in output.items.unwrap_or_default() {
                 found.push(parse::<AggregateItem>(item, OPERATION)?.aggregate);
             }
@@ -350,7 +354,7 @@ impl AnalyticsStore for DynamoDbAnalyticsStore {
                 .limit(page)
                 .send()
                 .await
-                .map_err(|e| StoreError::new(OPERATION, e))?
+                .map_err(sdk_error(OPERATION))?
                 .items
         } else {
             self.client
@@ -359,7 +363,7 @@ impl AnalyticsStore for DynamoDbAnalyticsStore {
                 .limit(page)
                 .send()
                 .await
-                .map_err(|e| StoreError::new(OPERATION, e))?
+                .map_err(sdk_error(OPERATION))?
                 .items
         };
         items
@@ -409,7 +413,7 @@ impl RuleStore for DynamoDbRuleStore {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| StoreError::new(OPERATION, e))?;
+                .map_err(sdk_error(OPERATION))?;
             for item in output.items.unwrap_or_default() {
                 rules.push(parse::<Rule>(item, OPERATION)?);
             }
@@ -432,7 +436,7 @@ impl RuleStore for DynamoDbRuleStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| StoreError::new(OPERATION, e))?;
+            .map_err(sdk_error(OPERATION))?;
         output
             .item
             .map(|item| parse::<Rule>(item, OPERATION))
@@ -446,7 +450,7 @@ impl RuleStore for DynamoDbRuleStore {
         create_only: bool,
     ) -> Result<RuleWrite, StoreError> {
         const OPERATION: &str = "writing a rule";
-        let item = serde_dynamo::to_item(rule).map_err(|e| StoreError::new(OPERATION, e))?;
+        let item = serde_dynamo::to_item(rule).map_err(|e| StoreError::rejected(OPERATION, e))?;
         let mut request = self
             .client
             .put_item()
@@ -466,7 +470,7 @@ impl RuleStore for DynamoDbRuleStore {
                 Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(failed)) => {
                     Ok(if failed.item().is_some() { RuleWrite::EtagMismatch } else { RuleWrite::NotFound })
                 }
-                _ => Err(StoreError::new(OPERATION, e)),
+                _ => Err(sdk_error(OPERATION)(e)),
             },
         }
     }
@@ -491,7 +495,7 @@ impl RuleStore for DynamoDbRuleStore {
                 Some(aws_sdk_dynamodb::operation::delete_item::DeleteItemError::ConditionalCheckFailedException(failed)) => {
                     Ok(if failed.item().is_some() { RuleWrite::EtagMismatch } else { RuleWrite::NotFound })
                 }
-                _ => Err(StoreError::new(OPERATION, e)),
+                _ => Err(sdk_error(OPERATION)(e)),
             },
         }
     }
@@ -516,8 +520,10 @@ mod tests {
                     .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
                     .build(),
             ),
-            "analytics",
-            "alerts",
+            AnalyticsTables {
+                analytics: "analytics".into(),
+                alerts: "alerts".into(),
+            },
             Duration::from_secs(86_400),
         );
         let device = DeviceId::parse("d#1").unwrap();

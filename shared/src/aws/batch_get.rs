@@ -7,6 +7,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 
+use crate::aws::sdk_error;
 use crate::ports::StoreError;
 use crate::publish::RetryPolicy;
 
@@ -28,7 +29,8 @@ pub async fn batch_get_all(
     let mut attempt = 0;
     while !request.is_empty() {
         if attempt >= UNPROCESSED_RETRY.max_attempts {
-            return Err(StoreError::new(
+            // Unprocessed keys are DynamoDB's way of throttling a batch.
+            return Err(StoreError::transient(
                 operation,
                 std::io::Error::other("DynamoDB left keys unprocessed on every attempt"),
             ));
@@ -42,7 +44,7 @@ pub async fn batch_get_all(
             .set_request_items(Some(request))
             .send()
             .await
-            .map_err(|e| StoreError::new(operation, e))?;
+            .map_err(sdk_error(operation))?;
         for (table, items) in output.responses.unwrap_or_default() {
             found.extend(items.into_iter().map(|item| (table.clone(), item)));
         }

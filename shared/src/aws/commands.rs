@@ -17,6 +17,7 @@ use aws_sdk_dynamodb::types::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::aws::{build_error, corrupt_item, sdk_error, transaction_error};
 use crate::domain::command::{AckMode, Lock, LockToken, Outcome, QueuedCommand};
 use crate::domain::device_id::DeviceId;
 use crate::domain::envelope::Properties;
@@ -38,6 +39,15 @@ const IDEMPOTENCY_TTL_SECS: i64 = 4 * 24 * 3600;
 const QUEUED: &str = "queued";
 const SETTLED: &str = "settled";
 
+/// The tables the queues live in, by name: both are strings, and a swap would compile.
+#[derive(Debug, Clone)]
+pub struct CommandTables {
+    /// One item per queued message.
+    pub commands: String,
+    /// Where the queue heads live (on the devices' items).
+    pub registry: String,
+}
+
 #[derive(Clone)]
 pub struct DynamoDbCommandStore {
     client: Client,
@@ -46,15 +56,11 @@ pub struct DynamoDbCommandStore {
 }
 
 impl DynamoDbCommandStore {
-    pub fn new(
-        client: Client,
-        commands_table: impl Into<String>,
-        registry_table: impl Into<String>,
-    ) -> Self {
+    pub fn new(client: Client, tables: CommandTables) -> Self {
         Self {
             client,
-            commands_table: commands_table.into(),
-            registry_table: registry_table.into(),
+            commands_table: tables.commands,
+            registry_table: tables.registry,
         }
     }
 }
@@ -83,12 +89,6 @@ fn key(queue: &QueueKey, sequence_number: u64) -> HashMap<String, AttributeValue
         ("queue".to_owned(), s(queue_id(queue))),
         ("seq".to_owned(), n(sequence_number)),
     ])
-}
-
-fn store_error(
-    operation: &'static str,
-) -> impl FnOnce(aws_sdk_dynamodb::error::BuildError) -> StoreError {
-    move |e| StoreError::new(operation, e)
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -212,7 +212,7 @@ fn updated_command(
         {
             Ok(None)
         }
-        Err(e) => Err(StoreError::new(operation, e)),
+        Err(e) => Err(sdk_error(operation)(e)),
     }
 }
 
@@ -220,10 +220,8 @@ fn parse_item(
     item: HashMap<String, AttributeValue>,
     operation: &'static str,
 ) -> Result<StoredCommand, StoreError> {
-    let item: CommandItem =
-        serde_dynamo::from_item(item).map_err(|e| StoreError::new(operation, e))?;
-    item.into_stored()
-        .map_err(|e| StoreError::new(operation, e))
+    let item: CommandItem = serde_dynamo::from_item(item).map_err(corrupt_item(operation))?;
+    item.into_stored().map_err(corrupt_item(operation))
 }
 
 /// The cancellation reason codes of a cancelled transaction, or `None` if the error is another one.
@@ -254,7 +252,7 @@ impl DynamoDbCommandStore {
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":gen", s(&queue.generation_id))
             .build()
-            .map_err(store_error("settling a command"))?;
+            .map_err(build_error("settling a command"))?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
@@ -294,7 +292,7 @@ impl DynamoDbCommandStore {
                 .set_expression_attribute_names(Some(names))
                 .set_expression_attribute_values(Some(values))
                 .build()
-                .map_err(store_error("settling a command"))?;
+                .map_err(build_error("settling a command"))?;
             Ok(TransactWriteItem::builder().update(update).build())
         } else {
             let delete = Delete::builder()
@@ -304,7 +302,7 @@ impl DynamoDbCommandStore {
                 .set_expression_attribute_names(Some(names))
                 .set_expression_attribute_values(Some(values))
                 .build()
-                .map_err(store_error("settling a command"))?;
+                .map_err(build_error("settling a command"))?;
             Ok(TransactWriteItem::builder().delete(delete).build())
         }
     }
@@ -322,7 +320,7 @@ impl CommandStore for DynamoDbCommandStore {
             .projection_expression("generationId, c2dNextSeq, cloudToDeviceMessageCount")
             .send()
             .await
-            .map_err(|e| StoreError::new(OPERATION, e))?;
+            .map_err(sdk_error(OPERATION))?;
         let Some(item) = output.item else {
             return Ok(None);
         };
@@ -335,8 +333,7 @@ impl CommandStore for DynamoDbCommandStore {
             #[serde(default)]
             cloud_to_device_message_count: u32,
         }
-        let head: Head =
-            serde_dynamo::from_item(item).map_err(|e| StoreError::new(OPERATION, e))?;
+        let head: Head = serde_dynamo::from_item(item).map_err(corrupt_item(OPERATION))?;
         Ok(Some(QueueHead {
             queue: QueueKey {
                 device_id: device.clone(),
@@ -370,15 +367,15 @@ impl CommandStore for DynamoDbCommandStore {
             .expression_attribute_values(":limit", n(max_depth))
             .expression_attribute_values(":gen", s(&head.queue.generation_id))
             .build()
-            .map_err(store_error(OPERATION))?;
+            .map_err(build_error(OPERATION))?;
         let item = serde_dynamo::to_item(CommandItem::from_command(command))
-            .map_err(|e| StoreError::new(OPERATION, e))?;
+            .map_err(|e| StoreError::rejected(OPERATION, e))?;
         let put = Put::builder()
             .table_name(&self.commands_table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(queue)")
             .build()
-            .map_err(store_error(OPERATION))?;
+            .map_err(build_error(OPERATION))?;
         let mut request = self
             .client
             .transact_write_items()
@@ -393,7 +390,7 @@ impl CommandStore for DynamoDbCommandStore {
                 .item("ttl", n(expires))
                 .condition_expression("attribute_not_exists(queue)")
                 .build()
-                .map_err(store_error(OPERATION))?;
+                .map_err(build_error(OPERATION))?;
             request = request.transact_items(TransactWriteItem::builder().put(marker).build());
         }
         match request.send().await {
@@ -406,7 +403,7 @@ impl CommandStore for DynamoDbCommandStore {
                 }
                 // The head changed, the device went, or another transaction touched it: re-read.
                 Some(_) => Ok(AppendOutcome::Conflict),
-                None => Err(StoreError::new(OPERATION, error)),
+                None => Err(sdk_error(OPERATION)(error)),
             },
         }
     }
@@ -430,7 +427,7 @@ impl CommandStore for DynamoDbCommandStore {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| StoreError::new(OPERATION, e))?;
+                .map_err(sdk_error(OPERATION))?;
             #[derive(Deserialize)]
             #[serde(rename_all = "camelCase")]
             struct Projected {
@@ -443,7 +440,7 @@ impl CommandStore for DynamoDbCommandStore {
             }
             for item in output.items.unwrap_or_default() {
                 let p: Projected =
-                    serde_dynamo::from_item(item).map_err(|e| StoreError::new(OPERATION, e))?;
+                    serde_dynamo::from_item(item).map_err(corrupt_item(OPERATION))?;
                 candidates.push(Candidate {
                     sequence_number: p.seq,
                     ack: p.ack,
@@ -541,15 +538,20 @@ impl CommandStore for DynamoDbCommandStore {
         let codes = match result {
             Ok(_) => return Ok(SettleOutcome::Settled),
             Err(error) => {
-                cancellation_codes(&error).ok_or_else(|| StoreError::new(OPERATION, error))?
+                let Some(codes) = cancellation_codes(&error) else {
+                    return Err(transaction_error(OPERATION)(error));
+                };
+                codes
             }
         };
         if codes.first().map(String::as_str) == Some("ConditionalCheckFailed") {
             return Ok(SettleOutcome::ConditionFailed);
         }
         if codes.get(1).map(String::as_str) != Some("ConditionalCheckFailed") {
+            let reasons: Vec<Option<&str>> = codes.iter().map(|c| Some(c.as_str())).collect();
             return Err(StoreError::new(
                 OPERATION,
+                crate::aws::failures::cancellation_kind(&reasons),
                 MalformedItem(format!("transaction cancelled: {codes:?}")),
             ));
         }
@@ -565,7 +567,7 @@ impl CommandStore for DynamoDbCommandStore {
             Ok(_) => Ok(SettleOutcome::Settled),
             Err(error) => match cancellation_codes(&error) {
                 Some(_) => Ok(SettleOutcome::ConditionFailed),
-                None => Err(StoreError::new(OPERATION, error)),
+                None => Err(sdk_error(OPERATION)(error)),
             },
         }
     }
@@ -584,7 +586,7 @@ impl CommandStore for DynamoDbCommandStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| StoreError::new(OPERATION, e))?;
+            .map_err(sdk_error(OPERATION))?;
         output
             .item
             .map(|item| parse_item(item, OPERATION))
@@ -599,7 +601,7 @@ impl CommandStore for DynamoDbCommandStore {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| StoreError::new("deleting a settled command", e))
+            .map_err(sdk_error("deleting a settled command"))
     }
 
     async fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<(QueueKey, u64)>, StoreError> {
@@ -617,7 +619,7 @@ impl CommandStore for DynamoDbCommandStore {
                 .limit(i32::try_from(limit).unwrap_or(i32::MAX))
                 .send()
                 .await
-                .map_err(|e| StoreError::new(OPERATION, e))?;
+                .map_err(sdk_error(OPERATION))?;
             for item in output.items.unwrap_or_default() {
                 let queue = item.get("queue").and_then(|v| v.as_s().ok());
                 let seq = item

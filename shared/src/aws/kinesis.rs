@@ -4,6 +4,7 @@ use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 
+use crate::aws::{build_error, sdk_error};
 use crate::ports::{RecordFailure, RecordSink, StoreError, StreamRecord};
 
 #[derive(Clone)]
@@ -34,7 +35,7 @@ impl RecordSink for KinesisRecordSink {
                     .partition_key(&r.partition_key)
                     .data(Blob::new(r.data.clone()))
                     .build()
-                    .map_err(|e| StoreError::new(OPERATION, e))
+                    .map_err(build_error(OPERATION))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let output = self
@@ -44,7 +45,7 @@ impl RecordSink for KinesisRecordSink {
             .set_records(Some(entries))
             .send()
             .await
-            .map_err(|e| StoreError::new(OPERATION, e))?;
+            .map_err(sdk_error(OPERATION))?;
         Ok(output
             .records()
             .iter()

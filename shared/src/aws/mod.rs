@@ -10,15 +10,42 @@ pub mod registry;
 pub mod sqs;
 pub mod twins;
 
-pub use analytics::{DynamoDbAnalyticsStore, DynamoDbRuleStore};
-pub use commands::DynamoDbCommandStore;
+pub use analytics::{AnalyticsTables, DynamoDbAnalyticsStore, DynamoDbRuleStore};
+pub use commands::{CommandTables, DynamoDbCommandStore};
 pub use kinesis::KinesisRecordSink;
 pub use policies::DynamoDbPolicyStore;
 pub use registry::DynamoDbDeviceRegistry;
 pub use sqs::SqsQueue;
 pub use twins::DynamoDbTwinStore;
 
+pub mod failures;
+
+pub use failures::{build_error, corrupt_item, sdk_error, transaction_error};
+
 /// Loads the SDK configuration once, at cold start.
 pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// The AWS clients a function builds its adapters from, made once at cold start.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub kinesis: aws_sdk_kinesis::Client,
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+impl Clients {
+    pub fn from_sdk(sdk: &aws_config::SdkConfig) -> Self {
+        Self {
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            kinesis: aws_sdk_kinesis::Client::new(sdk),
+            sqs: aws_sdk_sqs::Client::new(sdk),
+        }
+    }
+
+    /// Clients from the standard SDK environment (region, credentials, `AWS_ENDPOINT_URL`).
+    pub async fn load() -> Self {
+        Self::from_sdk(&sdk_config().await)
+    }
 }

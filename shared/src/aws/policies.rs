@@ -5,6 +5,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Deserialize;
 
+use crate::aws::{corrupt_item, sdk_error};
 use crate::domain::policy::AccessPolicy;
 use crate::domain::sas::SymmetricKey;
 use crate::ports::{KeySlot, PolicyStore, StoreError};
@@ -44,10 +45,9 @@ fn parse_policy(
     item: std::collections::HashMap<String, AttributeValue>,
     operation: &'static str,
 ) -> Result<AccessPolicy, StoreError> {
-    let item: PolicyItem =
-        serde_dynamo::from_item(item).map_err(|e| StoreError::new(operation, e))?;
+    let item: PolicyItem = serde_dynamo::from_item(item).map_err(corrupt_item(operation))?;
     let invalid = |field| {
-        StoreError::new(
+        StoreError::corrupt(
             operation,
             InvalidPolicy {
                 policy: item.key_name.clone(),
@@ -76,7 +76,7 @@ impl PolicyStore for DynamoDbPolicyStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| StoreError::new(OPERATION, e))?;
+            .map_err(sdk_error(OPERATION))?;
         output
             .item
             .map(|item| parse_policy(item, OPERATION))
@@ -92,7 +92,7 @@ impl PolicyStore for DynamoDbPolicyStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| StoreError::new(OPERATION, e))?;
+            .map_err(sdk_error(OPERATION))?;
         let mut policies = output
             .items
             .unwrap_or_default()
@@ -132,7 +132,7 @@ impl PolicyStore for DynamoDbPolicyStore {
             {
                 Ok(false)
             }
-            Err(e) => Err(StoreError::new("rotating a shared access policy key", e)),
+            Err(e) => Err(sdk_error("rotating a shared access policy key")(e)),
         }
     }
 }

@@ -16,6 +16,7 @@ use aws_sdk_dynamodb::types::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::aws::{build_error, corrupt_item, sdk_error, transaction_error};
 use crate::domain::device::{Device, DeviceStatus};
 use crate::domain::device_id::DeviceId;
 use crate::domain::registry::{LifecycleEvent, RegistryStatistics};
@@ -145,8 +146,8 @@ fn parse_device(
     operation: &'static str,
 ) -> Result<Device, StoreError> {
     let item: DeviceItem = serde_dynamo::from_item(item)
-        .map_err(|e| StoreError::new(operation, ItemError::from(e)))?;
-    Device::try_from(item).map_err(|e| StoreError::new(operation, e))
+        .map_err(|e| StoreError::corrupt(operation, ItemError::from(e)))?;
+    Device::try_from(item).map_err(corrupt_item(operation))
 }
 
 fn status_counts(status: DeviceStatus, sign: i64) -> (i64, i64) {
@@ -241,13 +242,13 @@ impl DynamoDbDeviceRegistry {
             .expression_attribute_values(":enabled", n(enabled))
             .expression_attribute_values(":disabled", n(disabled))
             .build()
-            .map_err(|e| StoreError::new("updating registry statistics", e))?;
+            .map_err(build_error("updating registry statistics"))?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
     fn outbox_put(&self, event: &LifecycleEvent) -> Result<TransactWriteItem, StoreError> {
         const OPERATION: &str = "recording a lifecycle event";
-        let body = serde_json::to_string(event).map_err(|e| StoreError::new(OPERATION, e))?;
+        let body = serde_json::to_string(event).map_err(|e| StoreError::rejected(OPERATION, e))?;
         let put = Put::builder()
             .table_name(&self.table)
             .item("deviceId", s(format!("/outbox/{}", event.event_id)))
@@ -255,7 +256,7 @@ impl DynamoDbDeviceRegistry {
             .item("outboxShard", s(OUTBOX_SHARD))
             .item("createdAt", n(event.operation_timestamp.unix_millis()))
             .build()
-            .map_err(|e| StoreError::new(OPERATION, e))?;
+            .map_err(build_error(OPERATION))?;
         Ok(TransactWriteItem::builder().put(put).build())
     }
 }
@@ -271,7 +272,7 @@ impl DeviceRegistry for DynamoDbDeviceRegistry {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| StoreError::new(OPERATION, e))?;
+            .map_err(sdk_error(OPERATION))?;
         output
             .item
             .map(|item| parse_device(item, OPERATION))
@@ -285,13 +286,13 @@ impl DeviceRegistry for DynamoDbDeviceRegistry {
     ) -> Result<CreateOutcome, StoreError> {
         const OPERATION: &str = "creating a device";
         let item = serde_dynamo::to_item(DeviceItem::from(device))
-            .map_err(|e| StoreError::new(OPERATION, e))?;
+            .map_err(|e| StoreError::rejected(OPERATION, e))?;
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(deviceId)")
             .build()
-            .map_err(|e| StoreError::new(OPERATION, e))?;
+            .map_err(build_error(OPERATION))?;
         let (enabled, disabled) = status_counts(device.status, 1);
         let request = self
             .client
@@ -302,7 +303,7 @@ impl DeviceRegistry for DynamoDbDeviceRegistry {
         match send_transaction(request).await {
             Ok(_) => Ok(CreateOutcome::Created),
             Err(e) if first_condition_failure(&e).is_some() => Ok(CreateOutcome::AlreadyExists),
-            Err(e) => Err(StoreError::new(OPERATION, e)),
+            Err(e) => Err(transaction_error(OPERATION)(e)),
         }
     }
 
@@ -338,7 +339,7 @@ impl DeviceRegistry for DynamoDbDeviceRegistry {
                 )
                 .expression_attribute_values(":reason", s(reason));
         }
-        let update = update.build().map_err(|e| StoreError::new(OPERATION, e))?;
+        let update = update.build().map_err(build_error(OPERATION))?;
         let mut request = self
             .client
             .transact_write_items()
@@ -357,7 +358,7 @@ impl DeviceRegistry for DynamoDbDeviceRegistry {
             Err(e) => match first_condition_failure(&e) {
                 Some(true) => Ok(UpdateOutcome::EtagMismatch),
                 Some(false) => Ok(UpdateOutcome::NotFound),
-                None => Err(StoreError::new(OPERATION, e)),
+                None => Err(transaction_error(OPERATION)(e)),
             },
         }
     }
@@ -376,7 +377,7 @@ impl DeviceRegistry for DynamoDbDeviceRegistry {
             .expression_attribute_values(":expected", s(expected_etag))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
-            .map_err(|e| StoreError::new(OPERATION, e))?;
+            .map_err(build_error(OPERATION))?;
         let (enabled, disabled) = status_counts(device.status, -1);
         let mut request = self
             .client
@@ -389,7 +390,7 @@ impl DeviceRegistry for DynamoDbDeviceRegistry {
                 .table_name(twins)
                 .key("deviceId", s(device.device_id.to_string()))
                 .build()
-                .map_err(|e| StoreError::new(OPERATION, e))?;
+                .map_err(|e| StoreError::rejected(OPERATION, e))?;
             request = request.transact_items(TransactWriteItem::builder().delete(twin).build());
         }
         match send_transaction(request).await {
@@ -397,7 +398,7 @@ impl DeviceRegistry for DynamoDbDeviceRegistry {
             Err(e) => match first_condition_failure(&e) {
                 Some(true) => Ok(DeleteOutcome::EtagMismatch),
                 Some(false) => Ok(DeleteOutcome::NotFound),
-                None => Err(StoreError::new(OPERATION, e)),
+                None => Err(transaction_error(OPERATION)(e)),
             },
         }
     }
@@ -424,7 +425,7 @@ impl DeviceRegistry for DynamoDbDeviceRegistry {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| StoreError::new(OPERATION, e))?;
+                .map_err(sdk_error(OPERATION))?;
             for item in output.items.unwrap_or_default() {
                 devices.push(parse_device(item, OPERATION)?);
             }
@@ -452,7 +453,7 @@ impl DeviceRegistry for DynamoDbDeviceRegistry {
             .set_keys(Some(keys))
             .consistent_read(true)
             .build()
-            .map_err(|e| StoreError::new(OPERATION, e))?;
+            .map_err(build_error(OPERATION))?;
         let request = HashMap::from([(self.table.clone(), keys)]);
         // A shard may hold a negative count (a device created on one, deleted on another).
         let mut sums = [0i64; 3];
@@ -496,7 +497,7 @@ impl DeviceRegistry for DynamoDbDeviceRegistry {
             .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
             .send()
             .await
-            .map_err(|e| StoreError::new(OPERATION, e))?;
+            .map_err(sdk_error(OPERATION))?;
         output
             .items
             .unwrap_or_default()
@@ -507,7 +508,7 @@ impl DeviceRegistry for DynamoDbDeviceRegistry {
                     .and_then(|v| v.as_s().ok())
                     .cloned()
                     .unwrap_or_default();
-                serde_json::from_str(&body).map_err(|e| StoreError::new(OPERATION, e))
+                serde_json::from_str(&body).map_err(corrupt_item(OPERATION))
             })
             .collect()
     }
@@ -520,7 +521,7 @@ impl DeviceRegistry for DynamoDbDeviceRegistry {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| StoreError::new("removing a published lifecycle event", e))
+            .map_err(sdk_error("removing a published lifecycle event"))
     }
 }
 
@@ -551,7 +552,7 @@ impl crate::ports::ActivityRecorder for DynamoDbDeviceRegistry {
             {
                 Ok(())
             }
-            Err(e) => Err(StoreError::new("recording device activity", e)),
+            Err(e) => Err(sdk_error("recording device activity")(e)),
         }
     }
 }

@@ -9,6 +9,7 @@ use aws_sdk_sqs::types::MessageAttributeValue;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64_URL;
 
+use crate::aws::{build_error, corrupt_item, sdk_error};
 use crate::domain::command::FeedbackRecord;
 use crate::ports::{DeadLetters, FeedbackBatch, FeedbackQueue, StoreError, TokenOutcome};
 
@@ -46,7 +47,7 @@ impl DeadLetters for SqsQueue {
             .data_type("String")
             .string_value(reason)
             .build()
-            .map_err(|e| StoreError::new(OPERATION, e))?;
+            .map_err(build_error(OPERATION))?;
         self.client
             .send_message()
             .queue_url(&self.url)
@@ -55,14 +56,14 @@ impl DeadLetters for SqsQueue {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| StoreError::new(OPERATION, e))
+            .map_err(sdk_error(OPERATION))
     }
 }
 
 impl FeedbackQueue for SqsQueue {
     async fn publish(&self, record: &FeedbackRecord) -> Result<(), StoreError> {
         const OPERATION: &str = "publishing feedback";
-        let body = serde_json::to_string(record).map_err(|e| StoreError::new(OPERATION, e))?;
+        let body = serde_json::to_string(record).map_err(|e| StoreError::rejected(OPERATION, e))?;
         self.client
             .send_message()
             .queue_url(&self.url)
@@ -70,7 +71,7 @@ impl FeedbackQueue for SqsQueue {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| StoreError::new(OPERATION, e))
+            .map_err(sdk_error(OPERATION))
     }
 
     async fn receive(&self, lock: Duration) -> Result<Option<FeedbackBatch>, StoreError> {
@@ -84,12 +85,12 @@ impl FeedbackQueue for SqsQueue {
             .wait_time_seconds(0)
             .send()
             .await
-            .map_err(|e| StoreError::new(OPERATION, e))?;
+            .map_err(sdk_error(OPERATION))?;
         let Some(message) = output.messages.unwrap_or_default().into_iter().next() else {
             return Ok(None);
         };
         let record: FeedbackRecord = serde_json::from_str(message.body().unwrap_or_default())
-            .map_err(|e| StoreError::new(OPERATION, e))?;
+            .map_err(corrupt_item(OPERATION))?;
         Ok(Some(FeedbackBatch {
             lock_token: BASE64_URL.encode(message.receipt_handle().unwrap_or_default()),
             records: vec![record],
@@ -117,7 +118,7 @@ impl FeedbackQueue for SqsQueue {
             {
                 Ok(TokenOutcome::InvalidToken)
             }
-            Err(e) => Err(StoreError::new("completing feedback", e)),
+            Err(e) => Err(sdk_error("completing feedback")(e)),
         }
     }
 
@@ -146,7 +147,7 @@ impl FeedbackQueue for SqsQueue {
             {
                 Ok(TokenOutcome::InvalidToken)
             }
-            Err(e) => Err(StoreError::new("abandoning feedback", e)),
+            Err(e) => Err(sdk_error("abandoning feedback")(e)),
         }
     }
 }
@@ -163,7 +164,7 @@ impl crate::ports::QueueSender for SqsQueue {
                         .id(i.to_string())
                         .message_body(body)
                         .build()
-                        .map_err(|e| StoreError::new(OPERATION, e))
+                        .map_err(|e| StoreError::rejected(OPERATION, e))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let output = self
@@ -173,10 +174,17 @@ impl crate::ports::QueueSender for SqsQueue {
                 .set_entries(Some(entries))
                 .send()
                 .await
-                .map_err(|e| StoreError::new(OPERATION, e))?;
+                .map_err(sdk_error(OPERATION))?;
             if let Some(failed) = output.failed().first() {
+                // SenderFault marks entries SQS will never take as sent; the others may pass later.
+                let kind = if output.failed().iter().any(|f| f.sender_fault()) {
+                    crate::ports::FailureKind::Rejected
+                } else {
+                    crate::ports::FailureKind::Transient
+                };
                 return Err(StoreError::new(
                     OPERATION,
+                    kind,
                     std::io::Error::other(format!(
                         "{} of {} messages refused: {}",
                         output.failed().len(),

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 
+use crate::aws::{build_error, corrupt_item, sdk_error};
 use crate::domain::device_id::DeviceId;
 use crate::domain::twin::Twin;
 use crate::ports::{DeviceTags, StoreError, TagReader, TwinStore, TwinWrite};
@@ -40,7 +41,7 @@ impl TwinStore for DynamoDbTwinStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| StoreError::new(OPERATION, e))?;
+            .map_err(sdk_error(OPERATION))?;
         let Some(item) = output.item else {
             return Ok(None);
         };
@@ -51,7 +52,7 @@ impl TwinStore for DynamoDbTwinStore {
             .unwrap_or_default();
         serde_json::from_str(&document)
             .map(Some)
-            .map_err(|e| StoreError::new(OPERATION, e))
+            .map_err(corrupt_item(OPERATION))
     }
 
     async fn put_twin(
@@ -61,8 +62,10 @@ impl TwinStore for DynamoDbTwinStore {
         expected: Option<(u64, &str)>,
     ) -> Result<TwinWrite, StoreError> {
         const OPERATION: &str = "writing a twin";
-        let document = serde_json::to_string(twin).map_err(|e| StoreError::new(OPERATION, e))?;
-        let tags = serde_json::to_string(&twin.tags).map_err(|e| StoreError::new(OPERATION, e))?;
+        let document =
+            serde_json::to_string(twin).map_err(|e| StoreError::rejected(OPERATION, e))?;
+        let tags =
+            serde_json::to_string(&twin.tags).map_err(|e| StoreError::rejected(OPERATION, e))?;
         let mut request = self
             .client
             .put_item()
@@ -91,7 +94,7 @@ impl TwinStore for DynamoDbTwinStore {
             {
                 Ok(TwinWrite::Conflict)
             }
-            Err(e) => Err(StoreError::new(OPERATION, e)),
+            Err(e) => Err(sdk_error(OPERATION)(e)),
         }
     }
 }
@@ -117,7 +120,7 @@ impl TagReader for DynamoDbTwinStore {
                 .set_keys(Some(keys))
                 .projection_expression("deviceId, generationId, tags")
                 .build()
-                .map_err(|e| StoreError::new(OPERATION, e))?;
+                .map_err(build_error(OPERATION))?;
             let request = HashMap::from([(self.table.clone(), keys)]);
             for (_, item) in
                 super::batch_get::batch_get_all(&self.client, request, OPERATION).await?
@@ -134,9 +137,7 @@ impl TagReader for DynamoDbTwinStore {
                     continue;
                 };
                 let tags = match text("tags") {
-                    Some(json) => {
-                        serde_json::from_str(json).map_err(|e| StoreError::new(OPERATION, e))?
-                    }
+                    Some(json) => serde_json::from_str(json).map_err(corrupt_item(OPERATION))?,
                     None => serde_json::Map::new(),
                 };
                 found.insert(device, tags);

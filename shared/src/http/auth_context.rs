@@ -26,6 +26,9 @@ pub enum AuthContext {
     },
     /// The authorizer could not reach the registry: the client should retry, not re-authenticate.
     Unavailable,
+    /// The registry answered, but with an item the authorizer cannot read, or refused the read:
+    /// retrying does not help, and the client is told so (500).
+    Failed,
 }
 
 impl AuthContext {
@@ -41,6 +44,7 @@ impl AuthContext {
                 set("reason", reason);
             }
             AuthContext::Unavailable => set("verdict", "unavailable"),
+            AuthContext::Failed => set("verdict", "failed"),
             AuthContext::Allow(Principal::Device {
                 device_id,
                 generation_id,
@@ -73,6 +77,7 @@ impl AuthContext {
             Some("allow") => {}
             Some("deny") => return deny(get("reason").unwrap_or("unauthorized")),
             Some("unavailable") => return AuthContext::Unavailable,
+            Some("failed") => return AuthContext::Failed,
             _ => return deny("the request was not authenticated"),
         }
         match get("principal") {
@@ -112,6 +117,10 @@ impl AuthContext {
             AuthContext::Deny { reason } => Err(ApiError::unauthorized(reason)),
             AuthContext::Unavailable => Err(ApiError::unavailable(
                 "authentication is unavailable; retry later",
+            )),
+            AuthContext::Failed => Err(ApiError::new(
+                crate::error::ErrorCode::ServerError,
+                "authentication failed on the hub's side; retrying will not help (the operator has the details under this tracking id)",
             )),
         }
     }

@@ -15,7 +15,7 @@ use crate::authz::{Principal, check_access};
 use crate::domain::device_id::DeviceId;
 use crate::domain::timestamp::Timestamp;
 use crate::error::{ApiError, Chain, ErrorCode};
-use crate::ports::StoreError;
+use crate::ports::{FailureKind, StoreError};
 use crate::routes::{PathParams, Route};
 
 pub use auth_context::{AuthContext, LAST_ACTIVITY_FIELD};
@@ -147,6 +147,7 @@ pub const ACTIVITY_INTERVAL_MS: i64 = 60_000;
 pub async fn record_activity<A: crate::ports::ActivityRecorder>(
     activity: &A,
     request: &AuthorizedRequest<'_>,
+    now: Timestamp,
 ) {
     let Principal::Device {
         device_id,
@@ -156,7 +157,6 @@ pub async fn record_activity<A: crate::ports::ActivityRecorder>(
     else {
         return;
     };
-    let now = Timestamp::now();
     if request
         .http
         .last_activity()
@@ -188,7 +188,8 @@ pub enum HandlerError {
 }
 
 /// Turns a handler's result into the response, logging backing-service failures once with
-/// their cause chain and answering them with 503 so the client retries.
+/// their cause chain. A transient failure answers 503 so the client retries; a corrupt item or a
+/// refused call answers 500, because retrying would meet the same failure.
 pub fn respond(
     result: Result<ApiGatewayV2httpResponse, HandlerError>,
     request_id: &str,
@@ -197,12 +198,32 @@ pub fn respond(
         Ok(response) => response,
         Err(HandlerError::Api(error)) => Response::error(&error, request_id),
         Err(HandlerError::Store(error)) => {
-            tracing::error!(request_id, error = %Chain(&error), "backing service failed");
-            Response::error(
-                &ApiError::unavailable("the hub is temporarily unavailable; retry later"),
-                request_id,
-            )
+            tracing::error!(request_id, kind = ?error.kind, error = %Chain(&error), "backing service failed");
+            Response::error(&store_failure(&error), request_id)
         }
+    }
+}
+
+/// What a client is told about a backing-service failure (never its details).
+pub fn store_failure(error: &StoreError) -> ApiError {
+    match error.kind {
+        FailureKind::Transient => {
+            ApiError::unavailable("the hub is temporarily unavailable; retry later")
+        }
+        FailureKind::Corrupt => ApiError::new(
+            ErrorCode::ServerError,
+            format!(
+                "{} failed: the stored data is damaged; retrying will not help (the operator has the details under this tracking id)",
+                error.operation
+            ),
+        ),
+        FailureKind::Rejected => ApiError::new(
+            ErrorCode::ServerError,
+            format!(
+                "{} failed: the hub's deployment refused the request; retrying will not help (the operator has the details under this tracking id)",
+                error.operation
+            ),
+        ),
     }
 }
 

@@ -11,12 +11,28 @@ use crate::domain::sas::SymmetricKey;
 use crate::domain::timestamp::Timestamp;
 use crate::domain::twin::Twin;
 
-/// A failure of the storage or streaming service behind a port (throttling, network, service
-/// error). Callers answer 503 so the client retries; the cause chain is logged once.
+/// What kind of failure a [`StoreError`] is, which decides what the caller does with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Throttling, a timeout, a service that did not answer: the same call may succeed later.
+    /// HTTP callers get 503 and retry; stream and queue consumers retry the record.
+    Transient,
+    /// A stored item the hub cannot read: retrying reads the same bytes. HTTP callers get 500;
+    /// consumers dead-letter what depends on it, with the reason.
+    Corrupt,
+    /// The service refused the call as made (access denied, a missing table or queue, an invalid
+    /// request): a deployment or programming error that no retry fixes until someone does.
+    /// HTTP callers get 500; consumers retry, so nothing is lost once the deployment is fixed.
+    Rejected,
+}
+
+/// A failure of the storage or streaming service behind a port. The cause chain is logged once,
+/// where the failure is answered.
 #[derive(Debug, thiserror::Error)]
 #[error("{operation} failed")]
 pub struct StoreError {
     pub operation: &'static str,
+    pub kind: FailureKind,
     #[source]
     pub source: Box<dyn std::error::Error + Send + Sync>,
 }
@@ -24,12 +40,39 @@ pub struct StoreError {
 impl StoreError {
     pub fn new(
         operation: &'static str,
+        kind: FailureKind,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
         Self {
             operation,
+            kind,
             source: source.into(),
         }
+    }
+
+    pub fn transient(
+        operation: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::new(operation, FailureKind::Transient, source)
+    }
+
+    pub fn corrupt(
+        operation: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::new(operation, FailureKind::Corrupt, source)
+    }
+
+    pub fn rejected(
+        operation: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::new(operation, FailureKind::Rejected, source)
+    }
+
+    pub fn is_transient(&self) -> bool {
+        self.kind == FailureKind::Transient
     }
 }
 

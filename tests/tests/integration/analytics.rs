@@ -270,7 +270,7 @@ impl AnalyticsStore for Flaky {
     ) -> Result<CommitOutcome, StoreError> {
         let n = self.commits.fetch_add(1, Ordering::SeqCst);
         if self.fail.contains(&n) {
-            return Err(StoreError::new(
+            return Err(StoreError::transient(
                 "injected",
                 std::io::Error::other("throttled"),
             ));
@@ -300,14 +300,20 @@ impl AnalyticsStore for Flaky {
 #[tokio::test]
 async fn replayed_and_overlapping_batches_leave_aggregates_unchanged() {
     gateway();
-    let config = AnalyticsConfig::from_env(&Env::process()).unwrap();
+    let environment = hub_tests::settings().functions["analytics"]
+        .environment
+        .clone();
+    let config =
+        AnalyticsConfig::from_env(&Env::from_fn(|name| environment.get(name).cloned())).unwrap();
     let sdk = hub_shared::aws::sdk_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let real = DynamoDbAnalyticsStore::new(
         dynamodb.clone(),
-        &config.analytics_table,
-        &config.alerts_table,
+        hub_shared::aws::AnalyticsTables {
+            analytics: config.analytics_table.clone(),
+            alerts: config.alerts_table.clone(),
+        },
         config.retention,
     );
     let handler = AnalyticsHandler::new(
@@ -318,9 +324,11 @@ async fn replayed_and_overlapping_batches_leave_aggregates_unchanged() {
             fail: vec![1],
         },
         DynamoDbRuleStore::new(dynamodb, &config.rules_table),
-        SqsQueue::new(sqs.clone(), &config.command_requests_queue_url),
-        SqsQueue::new(sqs.clone(), &config.alerts_queue_url),
-        SqsQueue::new(sqs, &config.dead_letter_queue_url),
+        hub_analytics::AnalyticsQueues {
+            command_requests: SqsQueue::new(sqs.clone(), &config.command_requests_queue_url),
+            alert_events: SqsQueue::new(sqs.clone(), &config.alerts_queue_url),
+            dead_letters: SqsQueue::new(sqs, &config.dead_letter_queue_url),
+        },
         config.rules_cache,
     );
     // A shard of its own, so the gateway's mapping never competes with this test.

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hub_local::{GatewayOptions, Hub};
-use hub_shared::config::Env;
 use hub_tests::{gateway, read_device_records, repo_root, tail, unique};
 use tokio::process::Command;
 
@@ -20,7 +19,7 @@ async fn azure_node_sdks_register_and_send_over_https() {
         "the Azure SDKs are not installed: run `npm ci --prefix tests/azure-sdk` (`make test` does)"
     );
 
-    let hub = Arc::new(Hub::from_env(&Env::process()).await.unwrap());
+    let hub = Arc::new(Hub::from_settings(hub_tests::settings()).await.unwrap());
     let tls_dir = std::env::temp_dir().join(format!("hub-sdk-tls-{}", uuid::Uuid::new_v4()));
     let options = GatewayOptions {
         http: None,

@@ -649,9 +649,13 @@ async fn events_left_in_the_outbox_are_published_by_the_sweep() {
     .await;
     hub.registry.outbox_grace = Duration::ZERO;
     let hub = std::sync::Arc::new(hub);
-    let sweep =
-        serde_json::json!({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}});
-    let swept = hub.invoke_registry(sweep).await.unwrap();
+    let swept = hub
+        .invoke(
+            hub_local::FunctionName::Registry,
+            hub_local::Hub::scheduled_event(),
+        )
+        .await
+        .unwrap();
     assert_eq!(swept["published"], 1);
     let events = receive_until(&queue, Duration::from_secs(30), |seen| !seen.is_empty()).await;
     assert_eq!(events[0]["opType"], "createDeviceIdentity");

@@ -1,0 +1,9 @@
+# Settings for applying this configuration to MiniStack (ministack/terraform.sh passes these,
+# with aws_endpoint_url and lambda_artifacts_dir). Everything is deployed as for AWS, the functions included; the only
+# differences are the packages (this machine's architecture, this checkout's debug build) and
+# what a throwaway environment wants (no deletion protection, short log retention). The host
+# name is derived from the API endpoint, as in AWS.
+deploy_compute      = true
+lambda_architecture = "x86_64"
+deletion_protection = false
+log_retention_days  = 1

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The full-stack stage's environment: MiniStack with the complete infra/ applied to it (functions,
+# HTTP API and authorizer, event source mappings, schedule, alarms), the functions being this
+# checkout's debug binaries (`cargo build --workspace` first). Writes .local/ministack/hub.env and
+# hub-settings.json for the end-to-end tests (HUB_API_URL is the emulated API Gateway).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+"$MS_DIR/start.sh"
+"$REPO_ROOT/scripts/package-lambdas.sh" --debug "$MS_LAMBDA_DIR"
+log "applying infra/ to MiniStack"
+apply_log=$MS_HOME/apply.log
+started=$SECONDS
+if ! "$MS_DIR/terraform.sh" apply -no-color >"$apply_log" 2>&1; then
+  tail -n 40 "$apply_log" >&2
+  die "terraform apply failed (full log: $apply_log)"
+fi
+log "terraform apply done in $((SECONDS - started))s ($(grep -c 'Creation complete' "$apply_log" || true) resources created)"
+
+source "$REPO_ROOT/scripts/lib/hub-env.sh"
+write_hub_env "$MS_DIR/terraform.sh" "$MS_URL" "$MS_HOME"
+log "environment written to $MS_HOME/hub.env"

@@ -8,11 +8,12 @@ run: ## Run the hub locally: LocalStack + infra/ + local gateway + a demo device
 test: ## Every check and test, as CI runs them
 	scripts/test.sh
 
-stop: ## Stop the local LocalStack
+stop: ## Stop the local emulators (LocalStack, and MiniStack if the tests left it running)
 	localstack/stop.sh
+	ministack/stop.sh
 
 lambdas: ## Release Lambda packages (target/lambda/*/bootstrap.zip)
 	scripts/build-lambdas.sh
 
 bench: ## Criterion benchmark of the ingest hot path (load tools: `hub-local bench-c2d|bench-analytics|bench-twins`)
-	cargo bench -p hub-ingest --bench ingest_hot_path
+	cargo bench --workspace --bench ingest_hot_path

@@ -291,3 +291,14 @@ variable "dynamodb_throttles_alarm_threshold" {
   type        = number
   default     = 10
 }
+
+variable "lambda_tracing_mode" {
+  description = "X-Ray tracing of the functions: PassThrough (traced only when the caller is) or Active (every invocation; $5 per million traces)."
+  type        = string
+  default     = "PassThrough"
+
+  validation {
+    condition     = contains(["PassThrough", "Active"], var.lambda_tracing_mode)
+    error_message = "lambda_tracing_mode must be PassThrough or Active."
+  }
+}

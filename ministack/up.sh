@@ -6,7 +6,12 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
+# MiniStack keeps everything in memory: a state file from an earlier instance describes
+# resources this one does not have.
+fresh=0
+ministack_healthy || fresh=1
 "$MS_DIR/start.sh"
+if [ "$fresh" = 1 ]; then rm -f "$HUB_LOCAL/terraform/ministack.tfstate" "$HUB_LOCAL/terraform/ministack.tfstate.backup"; fi
 "$REPO_ROOT/scripts/package-lambdas.sh" --debug "$MS_LAMBDA_DIR"
 log "applying infra/ to MiniStack"
 apply_log=$MS_HOME/apply.log

@@ -7,6 +7,5 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export AWS_EC2_METADATA_DISABLED=true
 
 localstack/up.sh
-# The whole workspace, so the build shares every artifact with the test build.
-cargo build --workspace --bins --locked
+scripts/build.sh
 exec target/debug/hub-local serve --demo-device demo-device "$@"

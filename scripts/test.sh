@@ -1,29 +1,41 @@
 #!/usr/bin/env bash
-# The test command (README, CI): static checks, the local AWS environment, every test.
-#   - cargo fmt, terraform fmt, clippy with warnings as errors
-#   - LocalStack (installed on first use) with infra/ applied, started in parallel with the build;
-#     stopped again at the end if this script started it
-#   - unit tests, integration tests against LocalStack (gateway over HTTP and HTTPS, the real
-#     function binaries under a Lambda Runtime API, terraform validate/plan)
+# The test command (README, CI): static checks, the local AWS environments, every test.
+#   1. cargo fmt, terraform fmt, clippy with warnings as errors, checkov over infra/
+#   2. LocalStack (installed on first use) with infra/ applied, started beside the build:
+#      unit tests, the integration suite (local gateway over HTTP and HTTPS, the real function
+#      binaries under a Lambda Runtime API, Terraform validate/plan and the applied policies) and
+#      the end-to-end suite through the local gateway, every AWS call the functions make recorded
+#   3. the IAM audit: every recorded call is granted by the function's role, every grant used
+#   4. the full-stack stage: MiniStack with the complete infra/ applied (functions from this
+#      build, API Gateway with the authorizer, event source mappings, schedule, alarms; IAM
+#      enforced), applied while stage 2 runs, and the end-to-end suite through its API Gateway
+# Emulators this script started are stopped at the end.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source localstack/common.sh
 
 export AWS_EC2_METADATA_DISABLED=true CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
-step() { printf '\n==> %s\n' "$*"; }
+step() { printf '\n==> %s (%ss)\n' "$*" "$((SECONDS - started))"; }
 started=$SECONDS
+mkdir -p "$HUB_LOCAL"
 
 step "formatting"
 cargo fmt --all -- --check
 terraform fmt -check -recursive infra
 
-step "local AWS environment (in the background)"
+step "local AWS environment and tools (in the background)"
 started_localstack=0
 localstack_healthy || started_localstack=1
-mkdir -p "$HUB_LOCAL"
+started_ministack=0
+curl -fsS --max-time 2 "http://127.0.0.1:${MINISTACK_PORT:-4567}/_ministack/health" >/dev/null 2>&1 || started_ministack=1
 localstack/up.sh >"$HUB_LOCAL/up.log" 2>&1 &
 up_pid=$!
+scripts/checkov.sh --install-only >"$HUB_LOCAL/checkov-install.log" 2>&1 &
+checkov_pid=$!
+ministack_pid=
 cleanup() {
+  if [ -n "$ministack_pid" ]; then wait "$ministack_pid" 2>/dev/null || true; fi
+  if [ "$started_ministack" = 1 ]; then ministack/stop.sh >/dev/null 2>&1 || true; fi
   if [ "$started_localstack" = 1 ]; then localstack/stop.sh || true; fi
 }
 trap cleanup EXIT
@@ -37,7 +49,11 @@ step "clippy"
 nice -n 10 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "build"
-nice -n 10 cargo build --workspace --all-targets --locked
+nice -n 10 scripts/build.sh
+
+step "checkov"
+wait "$checkov_pid" || { cat "$HUB_LOCAL/checkov-install.log" >&2; exit 1; }
+scripts/checkov.sh
 
 step "waiting for the local AWS environment"
 if ! wait "$up_pid"; then
@@ -47,8 +63,25 @@ if ! wait "$up_pid"; then
 fi
 cat "$HUB_LOCAL/up.log"
 
-step "tests"
-cargo test --workspace --locked -- --color never
+step "full-stack environment: MiniStack with the whole infra/ (in the background)"
+ministack/up.sh >"$HUB_LOCAL/ministack-up.log" 2>&1 &
+ministack_pid=$!
+
+step "unit, integration and end-to-end tests against LocalStack"
+calls=$HUB_LOCAL/aws-calls
+rm -rf "$calls"
+HUB_AWS_CALL_LOG=$calls cargo test --workspace --locked -- --color never --test-threads 4
+
+step "IAM audit of the recorded calls"
+HUB_AWS_CALL_LOG=$calls cargo test --workspace --locked --test iam_audit -- --ignored --color never
+
+step "waiting for the full-stack environment"
+wait "$ministack_pid" || { ministack_pid=; cat "$HUB_LOCAL/ministack-up.log" >&2; echo "the full-stack environment did not come up" >&2; exit 1; }
+ministack_pid=
+cat "$HUB_LOCAL/ministack-up.log"
+
+step "end-to-end tests through MiniStack's API Gateway (full stack)"
+HUB_ENV_FILE=$HUB_LOCAL/ministack/hub.env cargo test --workspace --locked --test e2e -- --color never --test-threads 8
 
 echo
 echo "all checks passed in $((SECONDS - started))s"

@@ -11,6 +11,7 @@ use hub_shared::config::{ConfigError, Env};
 use hub_shared::lambda::{Function, InvocationError};
 use serde_json::Value;
 
+use crate::aws_calls::CallRecorder;
 use crate::metrics::{CallCounter, Instrumentation};
 use crate::settings::{LocalSettings, SettingsError};
 
@@ -138,7 +139,11 @@ impl Hub {
                 FunctionName::Analytics => &i.analytics_dynamodb,
                 _ => &i.functions_dynamodb,
             });
-            function_clients(&sdk, counter)
+            let recorder = settings
+                .functions
+                .get(function.as_str())
+                .and_then(|f| CallRecorder::for_function(function.as_str(), &f.environment));
+            function_clients(&sdk, counter, recorder)
         };
         let env_of = |function: FunctionName| -> Result<Env<_>, HubError> {
             let environment = settings.function(function)?.environment.clone();
@@ -334,16 +339,28 @@ impl Hub {
     }
 }
 
-/// One function's AWS clients; DynamoDB calls counted when a counter is given.
-fn function_clients(sdk: &aws_config::SdkConfig, counter: Option<&CallCounter>) -> Clients {
+/// One function's AWS clients: DynamoDB calls counted when a counter is given, every call
+/// recorded for the IAM audit when recording is on.
+fn function_clients(
+    sdk: &aws_config::SdkConfig,
+    counter: Option<&CallCounter>,
+    recorder: Option<CallRecorder>,
+) -> Clients {
     let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(sdk);
+    let mut kinesis = aws_sdk_kinesis::config::Builder::from(sdk);
+    let mut sqs = aws_sdk_sqs::config::Builder::from(sdk);
     if let Some(counter) = counter {
         dynamodb = dynamodb.interceptor(counter.clone());
     }
+    if let Some(recorder) = recorder {
+        dynamodb = dynamodb.interceptor(recorder.clone());
+        kinesis = kinesis.interceptor(recorder.clone());
+        sqs = sqs.interceptor(recorder);
+    }
     Clients {
         dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
-        kinesis: aws_sdk_kinesis::Client::new(sdk),
-        sqs: aws_sdk_sqs::Client::new(sdk),
+        kinesis: aws_sdk_kinesis::Client::from_conf(kinesis.build()),
+        sqs: aws_sdk_sqs::Client::from_conf(sqs.build()),
     }
 }
 

@@ -2,6 +2,7 @@
 //! in AWS, running the same handler code against LocalStack.
 
 pub mod api_gateway;
+pub mod aws_calls;
 pub mod bench;
 pub mod demo;
 pub mod event_sources;

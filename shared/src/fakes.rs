@@ -24,6 +24,10 @@ pub struct InMemoryRegistry {
     outbox: Mutex<Vec<crate::domain::registry::LifecycleEvent>>,
     /// When set, every call fails as if the store were down.
     pub unavailable: std::sync::atomic::AtomicBool,
+    /// When set, this many more writes (create, update, delete) succeed; then the store is down.
+    pub writes_before_outage: Mutex<Option<usize>>,
+    /// Devices whose stored item cannot be read (reads fail as corrupt).
+    pub corrupt: Mutex<std::collections::BTreeSet<DeviceId>>,
 }
 
 impl InMemoryRegistry {
@@ -51,11 +55,33 @@ impl InMemoryRegistry {
         }
         Ok(())
     }
+
+    fn check_write(&self) -> Result<(), StoreError> {
+        self.check()?;
+        let mut budget = lock(&self.writes_before_outage);
+        match budget.as_mut() {
+            Some(0) => Err(StoreError::transient(
+                "in-memory registry",
+                std::io::Error::other("unavailable from now on"),
+            )),
+            Some(left) => {
+                *left -= 1;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
 }
 
 impl DeviceRegistry for InMemoryRegistry {
     async fn get_device(&self, id: &DeviceId) -> Result<Option<Device>, StoreError> {
         self.check()?;
+        if lock(&self.corrupt).contains(id) {
+            return Err(StoreError::corrupt(
+                "reading a device",
+                std::io::Error::other("primaryKey is not base64"),
+            ));
+        }
         Ok(lock(&self.devices).get(id).cloned())
     }
 
@@ -64,7 +90,7 @@ impl DeviceRegistry for InMemoryRegistry {
         device: &Device,
         event: &crate::domain::registry::LifecycleEvent,
     ) -> Result<CreateOutcome, StoreError> {
-        self.check()?;
+        self.check_write()?;
         let mut devices = lock(&self.devices);
         if devices.contains_key(&device.device_id) {
             return Ok(CreateOutcome::AlreadyExists);
@@ -81,7 +107,7 @@ impl DeviceRegistry for InMemoryRegistry {
         _previous_status: crate::domain::device::DeviceStatus,
     ) -> Result<crate::ports::UpdateOutcome, StoreError> {
         use crate::ports::UpdateOutcome;
-        self.check()?;
+        self.check_write()?;
         let mut devices = lock(&self.devices);
         match devices.get_mut(&device.device_id) {
             None => Ok(UpdateOutcome::NotFound),
@@ -105,7 +131,7 @@ impl DeviceRegistry for InMemoryRegistry {
         expected_etag: &str,
         event: &crate::domain::registry::LifecycleEvent,
     ) -> Result<DeleteOutcome, StoreError> {
-        self.check()?;
+        self.check_write()?;
         let mut devices = lock(&self.devices);
         match devices.get(&device.device_id) {
             None => Ok(DeleteOutcome::NotFound),
@@ -462,6 +488,10 @@ mod commands {
     #[derive(Default)]
     pub struct InMemoryCommands {
         state: Mutex<State>,
+        /// Devices whose queue head cannot be read back (a damaged registry item).
+        pub damaged: Mutex<BTreeSet<DeviceId>>,
+        /// Every call fails as a refused one would (no permission, a missing table).
+        pub refused: std::sync::atomic::AtomicBool,
     }
 
     impl InMemoryCommands {
@@ -483,6 +513,18 @@ mod commands {
 
     impl CommandStore for InMemoryCommands {
         async fn queue_head(&self, device: &DeviceId) -> Result<Option<QueueHead>, StoreError> {
+            if self.refused.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(StoreError::rejected(
+                    "in-memory queue",
+                    std::io::Error::other("AccessDeniedException"),
+                ));
+            }
+            if lock(&self.damaged).contains(device) {
+                return Err(StoreError::corrupt(
+                    "reading a queue head",
+                    std::io::Error::other("c2dNextSeq is not a number"),
+                ));
+            }
             Ok(lock(&self.state)
                 .heads
                 .get(device)
@@ -803,6 +845,8 @@ mod analytics {
         pub fail_commits: AtomicUsize,
         pub commits: AtomicUsize,
         pub loads: AtomicUsize,
+        /// Stored items that cannot be read back (damaged).
+        pub corrupt: Mutex<std::collections::HashSet<StateKey>>,
     }
 
     impl InMemoryAnalytics {
@@ -820,16 +864,21 @@ mod analytics {
             Ok(lock(&self.checkpoints).get(shard).cloned())
         }
 
-        async fn load(
-            &self,
-            keys: &[StateKey],
-        ) -> Result<HashMap<StateKey, StateItem>, StoreError> {
+        async fn load(&self, keys: &[StateKey]) -> Result<crate::ports::LoadedState, StoreError> {
             self.loads.fetch_add(1, Ordering::SeqCst);
             let items = lock(&self.items);
-            Ok(keys
-                .iter()
-                .filter_map(|k| items.get(k).map(|i| (k.clone(), i.clone())))
-                .collect())
+            let corrupt = lock(&self.corrupt);
+            let mut loaded = crate::ports::LoadedState::default();
+            for key in keys {
+                if corrupt.contains(key) {
+                    loaded
+                        .unreadable
+                        .insert(key.clone(), "the item does not decode".into());
+                } else if let Some(item) = items.get(key) {
+                    loaded.items.insert(key.clone(), item.clone());
+                }
+            }
+            Ok(loaded)
         }
 
         async fn commit(

@@ -750,6 +750,59 @@ pub async fn receive_until(
     seen
 }
 
+/// Takes from a queue that tests share the first message whose JSON body `matches`, deleting
+/// only that one: the others are made visible again at once for the tests they belong to.
+pub async fn take_matching(
+    queue_url: &str,
+    within: Duration,
+    matches: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let client = sqs().await;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no matching message arrived in {queue_url} within {within:?}"
+        );
+        let received = client
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("receive: {e:?}"));
+        let mut found = None;
+        for message in received.messages() {
+            let receipt = message.receipt_handle().unwrap_or_default();
+            let body: serde_json::Value =
+                serde_json::from_str(message.body().unwrap_or_default()).unwrap_or_default();
+            if found.is_none() && matches(&body) {
+                client
+                    .delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(receipt)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("delete: {e:?}"));
+                found = Some(body);
+            } else {
+                client
+                    .change_message_visibility()
+                    .queue_url(queue_url)
+                    .receipt_handle(receipt)
+                    .visibility_timeout(0)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("release: {e:?}"));
+            }
+        }
+        if let Some(body) = found {
+            return body;
+        }
+    }
+}
+
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }

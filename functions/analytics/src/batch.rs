@@ -163,18 +163,45 @@ impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender, T: TagReader> AnalyticsHan
                 .load(&keys)
                 .await
                 .map_err(|e| fail_at(start)(e.into()))?;
+            // A damaged item is left as it is (not reset over): the records that need it go to
+            // the dead-letter queue with the reason, to be replayed once it is repaired, and the
+            // rest of the batch goes on.
+            let mut damaged = std::collections::BTreeMap::new();
             for key in keys {
-                let item = loaded.remove(&key);
-                working.insert_loaded(key, item);
+                match loaded.unreadable.remove(&key) {
+                    Some(why) => {
+                        damaged.insert(key, why);
+                    }
+                    None => {
+                        let item = loaded.items.remove(&key);
+                        working.insert_loaded(key, item);
+                    }
+                }
             }
 
             let mut effects = Vec::new();
             let mut poison = Vec::new();
             for decoded in sub {
                 match &decoded.envelope {
-                    Ok(envelope) => self
-                        .engine
-                        .apply(&mut working, envelope, rules, &mut effects),
+                    Ok(envelope) => {
+                        let blocked = self
+                            .engine
+                            .keys(envelope, rules)
+                            .into_iter()
+                            .find_map(|k| damaged.get(&k).map(|why| (k, why)));
+                        match blocked {
+                            Some((key, why)) => poison.push(dead_letter(
+                                shard,
+                                decoded,
+                                &format!(
+                                    "the stored state {key:?} it updates cannot be read: {why}"
+                                ),
+                            )),
+                            None => self
+                                .engine
+                                .apply(&mut working, envelope, rules, &mut effects),
+                        }
+                    }
                     Err(reason) => poison.push(dead_letter(shard, decoded, reason)),
                 }
             }

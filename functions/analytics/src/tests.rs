@@ -179,6 +179,41 @@ async fn an_overlapping_retry_after_a_failure_applies_each_record_once() {
 }
 
 #[tokio::test]
+async fn records_whose_stored_state_is_damaged_are_dead_lettered_and_the_rest_applied() {
+    let h = handler(vec![]);
+    // d1's device state cannot be read back; d2's is fine.
+    h.store
+        .corrupt
+        .lock()
+        .unwrap()
+        .insert(StateKey::Device(DeviceId::parse("d1").unwrap()));
+    let envelopes = vec![
+        envelope("d1", 0, r#"{"t":1}"#),
+        envelope("d2", 1_000, r#"{"t":2}"#),
+        envelope("d1", 2_000, r#"{"t":3}"#),
+    ];
+    let response = h.handle_kinesis(&batch("shardId-0", 1, &envelopes)).await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "a damaged item is not retried forever: {response:?}"
+    );
+    let dead = h.dead_letters.sent();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert!(
+        dead.iter()
+            .all(|d| d.contains("cannot be read") && d.contains(r#""partitionKey":"d1""#)),
+        "{dead:?}"
+    );
+    assert_eq!(aggregate(&h, "d2", "1h", 0).message_count, 1);
+    assert!(
+        h.store
+            .item(&StateKey::Device(DeviceId::parse("d1").unwrap()))
+            .is_none(),
+        "the damaged item is left for repair, not overwritten"
+    );
+}
+
+#[tokio::test]
 async fn poison_records_are_dead_lettered_without_blocking_the_shard() {
     let h = handler(vec![]);
     let good = series();

@@ -5,7 +5,9 @@
 //! requests' dead-letter queue with the reason, and counts as processed so it does not block the
 //! batch. A request that may succeed later (full queue, throttling) is reported as a batch item
 //! failure: SQS redelivers it, and after the queue's maxReceiveCount its redrive policy moves it to
-//! the same dead-letter queue. The request id is the idempotency key: a redelivered request that was
+//! the same dead-letter queue. A request whose device's stored queue is damaged is dead-lettered
+//! at once; a refused call (permissions, a missing table) is retried, so nothing is lost while
+//! the deployment is fixed. The request id is the idempotency key: a redelivered request that was
 //! already enqueued is not enqueued again.
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
@@ -55,6 +57,19 @@ impl<S: CommandStore, F: FeedbackQueue, D: DeadLetters, A: ActivityRecorder>
             Err(EnqueueError::DeviceNotFound(device)) => {
                 self.reject_request(body, &format!("device {device} is not registered"))
                     .await
+            }
+            // The device's stored item is damaged: every retry would read the same bytes.
+            Err(EnqueueError::Store(error))
+                if error.kind == hub_shared::ports::FailureKind::Corrupt =>
+            {
+                self.reject_request(
+                    body,
+                    &format!(
+                        "the stored queue of device {device} cannot be read: {}",
+                        Chain(&error)
+                    ),
+                )
+                .await
             }
             Err(error) => {
                 tracing::warn!(request = key, error = %Chain(&error), "command request will be retried");

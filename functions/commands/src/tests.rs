@@ -672,6 +672,33 @@ async fn command_requests_enqueue_once_and_dead_letter_poison() {
 }
 
 #[tokio::test]
+async fn command_requests_for_a_damaged_queue_are_dead_lettered_refused_calls_retried() {
+    let h = handler();
+    h.commands.store.damaged.lock().unwrap().insert(device());
+    let request = r#"{"requestId":"r-7","deviceId":"dev-1","body":""}"#;
+    let response = h.handle_requests(&sqs_event(&[request])).await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "retrying would read the same damaged item"
+    );
+    let [(_, reason)] = h.request_dead_letters.sent().try_into().unwrap();
+    assert!(reason.contains("cannot be read"), "{reason}");
+
+    h.commands.store.damaged.lock().unwrap().clear();
+    h.commands
+        .store
+        .refused
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let response = h.handle_requests(&sqs_event(&[request])).await;
+    assert_eq!(
+        response.batch_item_failures.len(),
+        1,
+        "a refused call is retried: nothing is lost while the deployment is fixed"
+    );
+    assert_eq!(h.request_dead_letters.sent().len(), 1);
+}
+
+#[tokio::test]
 async fn command_requests_that_may_succeed_later_are_retried() {
     let h = handler();
     for _ in 0..5 {

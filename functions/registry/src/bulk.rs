@@ -40,12 +40,25 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender> RegistryHa
             is_successful: true,
             ..Default::default()
         };
+        // Every operation is tried on its own, whatever befell the others; the answer lists
+        // each one that was not applied, so what is not listed was applied. Only when the store
+        // failed every operation (nothing applied) does the whole request fail, so the client
+        // retries it whole.
+        let total = operations.len();
+        let mut store_failures = Vec::new();
         for operation in operations {
             if let Err(error) = self.apply(&operation).await {
                 let (code, message) = match error {
                     RegistryError::Api(error) => (error.code.as_str().to_owned(), error.message),
-                    // A backing-store failure fails the whole request with 503 so it is retried.
-                    RegistryError::Store(error) => return Err(error.into()),
+                    RegistryError::Store(error) => {
+                        let answer = hub_shared::http::store_failure(&error);
+                        tracing::error!(device = %operation.id, error = %hub_shared::error::Chain(&error), "bulk operation not applied");
+                        store_failures.push(error);
+                        (
+                            answer.code.as_str().to_owned(),
+                            format!("not applied: {}", answer.message),
+                        )
+                    }
                 };
                 result.is_successful = false;
                 result.errors.push(DeviceRegistryOperationError {
@@ -54,6 +67,11 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender> RegistryHa
                     error_status: message,
                 });
             }
+        }
+        if store_failures.len() == total
+            && let Some(error) = store_failures.into_iter().next()
+        {
+            return Err(error.into());
         }
         Ok(Response::json(200, &result))
     }

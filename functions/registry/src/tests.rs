@@ -487,6 +487,65 @@ async fn bulk_reports_each_failure_and_applies_the_rest() {
 }
 
 #[tokio::test]
+async fn a_bulk_request_cut_short_by_the_store_says_exactly_what_was_applied() {
+    let handler = handler();
+    *handler.registry.writes_before_outage.lock().unwrap() = Some(2);
+    let request = bulk(&json!([
+        {"id": "a", "importMode": "create"},
+        {"id": "b", "importMode": "create"},
+        {"id": "c", "importMode": "create"},
+        {"id": "d", "importMode": "create"},
+    ]));
+    let (status, result) = call(&handler, request).await;
+    assert_eq!(status, 200, "{result}");
+    let result: BulkRegistryOperationResult = serde_json::from_value(result).unwrap();
+    assert!(!result.is_successful);
+    let not_applied: Vec<(&str, &str)> = result
+        .errors
+        .iter()
+        .map(|e| (e.device_id.as_str(), e.error_code.as_str()))
+        .collect();
+    assert_eq!(
+        not_applied,
+        [("c", "ServiceUnavailable"), ("d", "ServiceUnavailable")]
+    );
+    assert!(result.errors[0].error_status.starts_with("not applied"));
+    let mut stored: Vec<String> = handler
+        .registry
+        .snapshot()
+        .iter()
+        .map(|d| d.device_id.to_string())
+        .collect();
+    stored.sort();
+    assert_eq!(stored, ["a", "b"], "exactly what the answer did not list");
+
+    // Nothing applied at all: the whole request fails, to be retried whole.
+    let (status, _) = call(
+        &handler,
+        bulk(&json!([{"id": "e", "importMode": "create"}])),
+    )
+    .await;
+    assert_eq!(status, 503);
+}
+
+#[tokio::test]
+async fn a_corrupt_device_item_is_a_500_not_a_503_forever() {
+    let handler = handler_with([device("dev1")]);
+    handler
+        .registry
+        .corrupt
+        .lock()
+        .unwrap()
+        .insert(DeviceId::parse("dev1").unwrap());
+    let response = handler
+        .handle_http(&RequestBuilder::new("GET /devices/{id}", "/devices/dev1", &reader()).build())
+        .await;
+    assert_error(&response, 500, "ServerError");
+    let body = response_body(&response);
+    assert!(body.contains("retrying will not help"), "{body}");
+}
+
+#[tokio::test]
 async fn bulk_rejects_malformed_requests_whole() {
     let handler = handler();
     let too_many: Vec<Value> = (0..101)

@@ -47,3 +47,9 @@ variable "policy_statements" {
     resources = list(string)
   }))
 }
+
+variable "tracing_mode" {
+  description = "X-Ray tracing: PassThrough (only when the caller traces) or Active."
+  type        = string
+  default     = "PassThrough"
+}

@@ -25,7 +25,8 @@ use crate::domain::analytics::{Alert, DeviceState, Rule, WindowAggregate, Window
 use crate::domain::device_id::DeviceId;
 use crate::domain::timestamp::Timestamp;
 use crate::ports::{
-    AnalyticsStore, CommitOutcome, RuleStore, RuleWrite, StateItem, StateKey, StoreError,
+    AnalyticsStore, CommitOutcome, LoadedState, RuleStore, RuleWrite, StateItem, StateKey,
+    StoreError,
 };
 
 const ACTIVE: &str = "active";
@@ -206,9 +207,9 @@ impl AnalyticsStore for DynamoDbAnalyticsStore {
             .and_then(|item| item.get("seq").and_then(|v| v.as_s().ok()).cloned()))
     }
 
-    async fn load(&self, keys: &[StateKey]) -> Result<HashMap<StateKey, StateItem>, StoreError> {
+    async fn load(&self, keys: &[StateKey]) -> Result<LoadedState, StoreError> {
         const OPERATION: &str = "reading analytics state";
-        let mut found = HashMap::new();
+        let mut found = LoadedState::default();
         for chunk in keys.chunks(100) {
             let mut by_key: HashMap<(bool, String), StateKey> = HashMap::new();
             let (mut analytics, mut alerts) = (Vec::new(), Vec::new());
@@ -242,7 +243,16 @@ impl AnalyticsStore for DynamoDbAnalyticsStore {
                 let is_analytics = table == self.analytics_table;
                 let id = identity(&item);
                 if let Some(key) = by_key.get(&(is_analytics, id)) {
-                    found.insert(key.clone(), self.parse_state(key, item)?);
+                    match self.parse_state(key, item) {
+                        Ok(state) => {
+                            found.items.insert(key.clone(), state);
+                        }
+                        Err(error) if error.kind == crate::ports::FailureKind::Corrupt => {
+                            let why = crate::error::Chain(&error).to_string();
+                            found.unreadable.insert(key.clone(), why);
+                        }
+                        Err(error) => return Err(error),
+                    }
                 }
             }
         }
@@ -333,12 +343,17 @@ impl AnalyticsStore for DynamoDbAnalyticsStore {
 
     async fn device_state(&self, device: &DeviceId) -> Result<Option<DeviceState>, StoreError> {
         let key = StateKey::Device(device.clone());
-        Ok(
-            match self.load(std::slice::from_ref(&key)).await?.remove(&key) {
-                Some(StateItem::Device(state)) => Some(state),
-                _ => None,
-            },
-        )
+        let mut loaded = self.load(std::slice::from_ref(&key)).await?;
+        if let Some(why) = loaded.unreadable.remove(&key) {
+            return Err(StoreError::corrupt(
+                "reading a device state",
+                std::io::Error::other(why),
+            ));
+        }
+        Ok(match loaded.items.remove(&key) {
+            Some(StateItem::Device(state)) => Some(state),
+            _ => None,
+        })
     }
 
     async fn alerts(&self, active_only: bool, limit: usize) -> Result<Vec<Alert>, StoreError> {

@@ -37,6 +37,14 @@ pub enum CommitOutcome {
     CheckpointMoved,
 }
 
+/// What `load` found: the items it could read, and those stored but unreadable (with why), so
+/// the records that depend on a damaged item can be set aside without blocking the others.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct LoadedState {
+    pub items: HashMap<StateKey, StateItem>,
+    pub unreadable: HashMap<StateKey, String>,
+}
+
 /// Analytics state. Writes are committed together with the shard checkpoint, atomically.
 pub trait AnalyticsStore: Send + Sync {
     /// The last sequence number applied for a shard.
@@ -49,7 +57,7 @@ pub trait AnalyticsStore: Send + Sync {
     fn load(
         &self,
         keys: &[StateKey],
-    ) -> impl Future<Output = Result<HashMap<StateKey, StateItem>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<LoadedState, StoreError>> + Send;
 
     /// Writes `items` and moves the shard checkpoint from `expected` to `checkpoint`, in one
     /// transaction (at most 99 items).

@@ -113,6 +113,14 @@ async fn a_rule_raises_an_alert_and_its_command_reaches_the_device() {
         .unwrap_or_default();
     assert_eq!(mine.len(), 1, "one active alert for the device: {alerts}");
     assert_eq!(mine[0]["severity"], "critical");
+    let every: serde_json::Value = client.get_json("/alerts", &service).await;
+    assert!(
+        every
+            .as_array()
+            .or_else(|| every["alerts"].as_array())
+            .is_some_and(|a| a.iter().any(|x| x["deviceId"] == device.id.as_str())),
+        "the alert is listed among all alerts too: {every}"
+    );
     let deleted = client
         .delete(&format!("/rules/{rule_id}"), &service)
         .send()

@@ -13,7 +13,7 @@ use hub_shared::domain::timestamp::Timestamp;
 use hub_shared::ports::{AnalyticsStore, CommitOutcome, StateItem, StateKey, StoreError};
 use hub_tests::{
     device_ids_on_each_shard, envelope_at, gateway, put_envelopes, put_raw, read_device_records,
-    sqs, tail, unique, wait_for_telemetry,
+    tail, unique, wait_for_telemetry,
 };
 
 const MINUTE: i64 = 60_000;
@@ -193,55 +193,17 @@ async fn a_poison_record_mid_stream_is_dead_lettered_and_the_rest_aggregated() {
     assert_eq!(points(&body)[0]["sum"].as_f64(), Some(6.0));
 
     let dead_letters = std::env::var(vars::ANALYTICS_DLQ_URL).unwrap();
-    let sqs = sqs().await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the poison record never reached the dead-letter queue"
-        );
-        let output = sqs
-            .receive_message()
-            .queue_url(&dead_letters)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        let mut found = false;
-        for message in output.messages.unwrap_or_default() {
-            let body: serde_json::Value =
-                serde_json::from_str(message.body().unwrap_or_default()).unwrap();
-            let receipt = message.receipt_handle().unwrap_or_default();
-            if body["partitionKey"] == device.as_str() {
-                assert!(
-                    body["reason"]
-                        .as_str()
-                        .unwrap()
-                        .contains("not a telemetry envelope"),
-                    "{body}"
-                );
-                sqs.delete_message()
-                    .queue_url(&dead_letters)
-                    .receipt_handle(receipt)
-                    .send()
-                    .await
-                    .unwrap();
-                found = true;
-            } else {
-                sqs.change_message_visibility()
-                    .queue_url(&dead_letters)
-                    .receipt_handle(receipt)
-                    .visibility_timeout(0)
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        }
-        if found {
-            break;
-        }
-    }
+    let body = hub_tests::take_matching(&dead_letters, Duration::from_secs(30), |body| {
+        body["partitionKey"] == device.as_str()
+    })
+    .await;
+    assert!(
+        body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not a telemetry envelope"),
+        "{body}"
+    );
 }
 
 /// The real DynamoDB store with a fault: the commits numbered in `fail` fail.
@@ -255,10 +217,7 @@ impl AnalyticsStore for Flaky {
     async fn checkpoint(&self, shard: &str) -> Result<Option<String>, StoreError> {
         self.inner.checkpoint(shard).await
     }
-    async fn load(
-        &self,
-        keys: &[StateKey],
-    ) -> Result<std::collections::HashMap<StateKey, StateItem>, StoreError> {
+    async fn load(&self, keys: &[StateKey]) -> Result<hub_shared::ports::LoadedState, StoreError> {
         self.inner.load(keys).await
     }
     async fn commit(

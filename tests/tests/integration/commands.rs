@@ -335,6 +335,58 @@ async fn expired_messages_give_feedback_without_being_received() {
 }
 
 #[tokio::test]
+async fn abandoned_feedback_is_delivered_again() {
+    let gateway = gateway();
+    let device = gateway.register(&unique("fb-abandon")).await;
+    let service = gateway.http();
+    let token = gateway.policy_token("service").await;
+    let sent = send_command(&service, &device.id, "ack me", &[("iothub-ack", "full")]).await;
+    assert_eq!(sent.status().as_u16(), 202);
+    let client = device.client(&gateway.http_url);
+    let message = client.receive().await.unwrap().expect("the command");
+    client.complete(&message.lock_token).await.unwrap();
+    // Take batches off the queue and give them back until ours was among them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "our feedback never came"
+        );
+        let response = service
+            .get("/messages/serviceBound/feedback", &token)
+            .send()
+            .await
+            .unwrap();
+        if response.status().as_u16() == 204 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        let lock = response.headers()["etag"]
+            .to_str()
+            .unwrap()
+            .trim_matches('"')
+            .to_owned();
+        let records: Vec<hub_shared::domain::command::FeedbackRecord> =
+            response.json().await.unwrap();
+        let abandoned = service
+            .post(
+                &format!("/messages/serviceBound/feedback/{lock}/abandon"),
+                &token,
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(abandoned.status().as_u16(), 204);
+        if records.iter().any(|r| r.device_id == device.id) {
+            break;
+        }
+    }
+    // Abandoned, it is there to be read (and completed) again.
+    let feedback = read_feedback(&device.id, 1).await;
+    assert_eq!(statuses(&feedback), [Outcome::Success]);
+}
+
+#[tokio::test]
 async fn reject_and_purge_give_their_feedback() {
     let gateway = gateway();
     let device = gateway.register(&unique("rej-purge")).await;

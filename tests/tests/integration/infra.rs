@@ -135,31 +135,6 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
         serde_json::json!(["$request.header.Authorization"])
     );
 
-    for policy in resources(&plan, "aws_iam_role_policy") {
-        let Some(document) = policy["policy"].as_str() else {
-            continue;
-        }; // known after apply
-        let document: Value = serde_json::from_str(document).unwrap();
-        for statement in document["Statement"].as_array().unwrap() {
-            let list = |v: &Value| match v {
-                Value::String(s) => vec![s.clone()],
-                Value::Array(a) => a.iter().map(|x| x.as_str().unwrap().to_owned()).collect(),
-                _ => vec![],
-            };
-            for action in list(&statement["Action"]) {
-                assert!(!action.contains('*'), "wildcard action {action}");
-            }
-            for resource in list(&statement["Resource"]) {
-                assert!(
-                    resource == "*"
-                        || !resource.contains('*')
-                        || resource.ends_with(":log-stream:*"),
-                    "wildcard resource {resource}"
-                );
-                assert_ne!(resource, "*", "unscoped resource in {statement}");
-            }
-        }
-    }
     assert!(
         resources(&plan, "aws_iam_role_policy_attachment").is_empty(),
         "no managed policies are attached"
@@ -205,13 +180,39 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
         resources(&plan, "aws_cloudwatch_event_rule")[0]["schedule_expression"],
         "rate(1 minute)"
     );
+    let targets = resources(&plan, "aws_cloudwatch_event_target");
     assert_eq!(
-        resources(&plan, "aws_cloudwatch_event_target").len(),
+        targets.len(),
         2,
         "the sweep runs the commands and registry functions"
     );
+    for target in &targets {
+        assert_eq!(
+            target["retry_policy"][0]["maximum_retry_attempts"], 3,
+            "{target}"
+        );
+        assert_eq!(
+            target["dead_letter_config"].as_array().map(Vec::len),
+            Some(1),
+            "undeliverable schedule events are kept"
+        );
+    }
+    let invoke_configs = resources(&plan, "aws_lambda_function_event_invoke_config");
+    assert_eq!(
+        invoke_configs.len(),
+        2,
+        "failed sweeps are retried, then recorded"
+    );
+    for config in &invoke_configs {
+        assert_eq!(
+            config["destination_config"][0]["on_failure"]
+                .as_array()
+                .map(Vec::len),
+            Some(1)
+        );
+    }
     let queues = resources(&plan, "aws_sqs_queue");
-    assert_eq!(queues.len(), 8);
+    assert_eq!(queues.len(), 9);
     let tables: BTreeSet<String> = resources(&plan, "aws_dynamodb_table")
         .iter()
         .filter_map(|t| t["name"].as_str())
@@ -247,5 +248,97 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
         }
     }
 
+    // Alarms: every dead-letter queue, every function's errors and throttles, the mapping's
+    // iterator age, the API's 5xx, every table's throttles, the queues only others drain.
+    let alarms = resources(&plan, "aws_cloudwatch_metric_alarm");
+    let names: BTreeSet<String> = alarms
+        .iter()
+        .filter_map(|a| a["alarm_name"].as_str().map(str::to_owned))
+        .collect();
+    for expected in [
+        "iothub-command-requests-dlq-has-messages",
+        "iothub-c2d-dead-letter-has-messages",
+        "iothub-analytics-dead-letter-has-messages",
+        "iothub-analytics-failed-batches-has-messages",
+        "iothub-sweep-failures-has-messages",
+        "iothub-c2d-feedback-unread",
+        "iothub-alerts-unread",
+        "iothub-registry-events-unread",
+        "iothub-analytics-behind",
+        "iothub-api-5xx",
+        "iothub-registry-throttled",
+        "iothub-commands-throttled",
+    ] {
+        assert!(
+            names.contains(expected),
+            "alarm {expected} missing: {names:?}"
+        );
+    }
+    for function in ["authorize", "registry", "ingest", "commands", "analytics"] {
+        for kind in ["errors", "throttles"] {
+            let name = format!("iothub-{function}-{kind}");
+            assert!(names.contains(&name), "alarm {name} missing");
+        }
+    }
+    assert_eq!(alarms.len(), 5 + 3 + 10 + 1 + 1 + 7);
+    let topics = resources(&plan, "aws_sns_topic");
+    assert_eq!(topics.len(), 1, "an alarm topic when none is given");
+
     std::fs::remove_dir_all(&work).ok();
+}
+
+/// The policies as applied to LocalStack (every document known): no wildcard actions, no
+/// unscoped resources. Which actions are granted, and that each is used, is the IAM audit's
+/// (`tests/tests/iam_audit.rs`).
+#[test]
+fn applied_policies_name_exact_actions_and_resources() {
+    load_environment();
+    let state_file = repo_root().join(".local/terraform/local.tfstate");
+    let shown = terraform(
+        &["show", "-json", &state_file.display().to_string()],
+        &state_file,
+    );
+    assert!(
+        shown.status.success(),
+        "terraform show: {}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    let state: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let mut checked = 0;
+    for module in state["values"]["root_module"]["child_modules"]
+        .as_array()
+        .unwrap()
+    {
+        for resource in module["resources"].as_array().into_iter().flatten() {
+            if resource["type"] != "aws_iam_role_policy" {
+                continue;
+            }
+            let document: Value =
+                serde_json::from_str(resource["values"]["policy"].as_str().unwrap()).unwrap();
+            for statement in document["Statement"].as_array().unwrap() {
+                let list = |v: &Value| match v {
+                    Value::String(s) => vec![s.clone()],
+                    Value::Array(a) => a.iter().map(|x| x.as_str().unwrap().to_owned()).collect(),
+                    _ => vec![],
+                };
+                assert_eq!(statement["Effect"], "Allow");
+                for action in list(&statement["Action"]) {
+                    assert!(!action.contains('*'), "wildcard action {action}");
+                    checked += 1;
+                }
+                for resource in list(&statement["Resource"]) {
+                    assert_ne!(resource, "*", "unscoped resource in {statement}");
+                    assert!(
+                        !resource.contains('*') || resource.ends_with(":log-stream:*"),
+                        "wildcard resource {resource}"
+                    );
+                    assert!(
+                        resource.contains(":000000000000:"),
+                        "ARNs carry the account: {resource}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(checked >= 40, "only {checked} actions were checked");
 }

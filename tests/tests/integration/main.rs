@@ -7,6 +7,7 @@ mod auth;
 mod azure_sdk;
 mod bad_input;
 mod commands;
+mod damaged;
 mod infra;
 mod lambda_binaries;
 mod openapi;

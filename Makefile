@@ -2,8 +2,11 @@
 
 .PHONY: run test stop lambdas bench
 
-run: ## Run the hub locally: LocalStack + infra/ + local gateway + a demo device
-	scripts/run-hub.sh
+# `make run SIMULATOR=off` runs the hub without the simulated fleet.
+RUN_ARGS := $(if $(filter off,$(SIMULATOR)),--no-simulator)
+
+run: ## Run the hub locally: LocalStack + infra/ + local gateway + a simulated fleet with its rules
+	scripts/run-hub.sh $(RUN_ARGS)
 
 test: ## Every check and test, as CI runs them
 	scripts/test.sh

@@ -15,51 +15,19 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use hub_shared::client::{HttpOptions, TokenSource, check, with_retries};
 use hub_shared::domain::connection_string::ConnectionString;
 use hub_shared::domain::device_id::DeviceId;
-use hub_shared::domain::sas::{SasToken, SymmetricKey, url_encode};
-use hub_shared::error::ErrorBody;
+use hub_shared::domain::sas::{SymmetricKey, url_encode};
 use reqwest::{Method, StatusCode};
 
-pub const API_VERSION: &str = "2021-04-12";
+pub use hub_shared::client::{API_VERSION, Error};
+
 const BATCH_CONTENT_TYPE: &str = "application/vnd.microsoft.iothub.json";
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    #[error("cannot reach the hub: {0}")]
-    Transport(#[from] reqwest::Error),
-    /// The hub answered with an error.
-    #[error("the hub answered {status}{}: {message}", code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
-    Hub {
-        status: u16,
-        code: Option<String>,
-        message: String,
-    },
-}
-
-impl Error {
-    /// The Azure error code, when the hub gave one (e.g. `PreconditionFailed`).
-    pub fn code(&self) -> Option<&str> {
-        match self {
-            Error::Hub { code, .. } => code.as_deref(),
-            _ => None,
-        }
-    }
-
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            Error::Hub { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-}
 
 /// A device-to-cloud message.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -112,21 +80,13 @@ pub struct DeviceClientBuilder {
     device_id: DeviceId,
     key: SymmetricKey,
     base_url: Option<String>,
-    root_certificates: Vec<Vec<u8>>,
+    http: HttpOptions,
+    shared_http: Option<reqwest::Client>,
     token_ttl: Duration,
-    timeout: Duration,
     send_attempts: u32,
-    connect_to: Option<std::net::SocketAddr>,
 }
 
 impl DeviceClientBuilder {
-    /// Connects to `addr` whatever the base URL's host resolves to (as `curl --connect-to`), for
-    /// hubs on names no resolver knows, such as an emulator's `<id>.execute-api.localhost`.
-    pub fn connect_to(mut self, addr: std::net::SocketAddr) -> Self {
-        self.connect_to = Some(addr);
-        self
-    }
-
     /// Talks to `url` (e.g. `http://127.0.0.1:8080`) instead of `https://<HostName>`; tokens still
     /// name the hub's host name.
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
@@ -136,7 +96,21 @@ impl DeviceClientBuilder {
 
     /// Trusts this PEM certificate (e.g. the local gateway's self-signed one).
     pub fn root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.root_certificates.push(pem.into());
+        self.http.root_certificates.push(pem.into());
+        self
+    }
+
+    /// Connects to `addr` whatever the base URL's host resolves to (as `curl --connect-to`), for
+    /// hubs on names no resolver knows, such as an emulator's `<id>.execute-api.localhost`.
+    pub fn connect_to(mut self, addr: std::net::SocketAddr) -> Self {
+        self.http.connect_to = Some(addr);
+        self
+    }
+
+    /// Shares an HTTP client (its connection pool) with other device clients, as a process that
+    /// plays many devices does; the other HTTP options are then the shared client's.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.shared_http = Some(client);
         self
     }
 
@@ -153,39 +127,25 @@ impl DeviceClientBuilder {
     }
 
     pub fn build(self) -> Result<DeviceClient, Error> {
-        let mut http = reqwest::Client::builder().timeout(self.timeout);
-        if !self.root_certificates.is_empty() {
-            let certificates = self
-                .root_certificates
-                .iter()
-                .map(|pem| reqwest::Certificate::from_pem(pem))
-                .collect::<Result<Vec<_>, _>>()?;
-            http = http.tls_certs_merge(certificates);
-        }
         let base_url = self
             .base_url
             .unwrap_or_else(|| format!("https://{}", self.host_name));
-        if let Some(addr) = self.connect_to
-            && let Some(host) = reqwest::Url::parse(&base_url)
-                .ok()
-                .and_then(|url| url.host_str().map(str::to_owned))
-        {
-            http = http.resolve(&host, addr);
-        }
+        let http = match self.shared_http {
+            Some(client) => client,
+            None => self.http.client(&base_url)?,
+        };
+        let resource = format!(
+            "{}/devices/{}",
+            self.host_name,
+            url_encode(self.device_id.as_str())
+        );
         Ok(DeviceClient {
-            http: http.build()?,
+            http,
             base_url,
-            resource: format!(
-                "{}/devices/{}",
-                self.host_name,
-                url_encode(self.device_id.as_str())
-            ),
             path: format!("/devices/{}", url_encode(self.device_id.as_str())),
             device_id: self.device_id,
-            key: self.key,
-            token_ttl: self.token_ttl,
             send_attempts: self.send_attempts,
-            token: Mutex::new(None),
+            token: TokenSource::new(resource, self.key, None, self.token_ttl),
         })
     }
 }
@@ -193,20 +153,10 @@ impl DeviceClientBuilder {
 pub struct DeviceClient {
     http: reqwest::Client,
     base_url: String,
-    resource: String,
     path: String,
     device_id: DeviceId,
-    key: SymmetricKey,
-    token_ttl: Duration,
     send_attempts: u32,
-    token: Mutex<Option<(String, u64)>>,
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
+    token: TokenSource,
 }
 
 impl DeviceClient {
@@ -218,11 +168,10 @@ impl DeviceClient {
                 device_id,
                 key,
                 base_url: None,
-                root_certificates: Vec::new(),
+                http: HttpOptions::default(),
+                shared_http: None,
                 token_ttl: Duration::from_secs(3600),
-                timeout: Duration::from_secs(60),
                 send_attempts: 4,
-                connect_to: None,
             }),
             ConnectionString::Service { .. } => {
                 Err(Error::Config("a service connection string was given; a device needs DeviceId and SharedAccessKey".into()))
@@ -234,21 +183,6 @@ impl DeviceClient {
         &self.device_id
     }
 
-    /// A SAS token for this device, reused until a minute before it expires.
-    fn token(&self) -> String {
-        let now = now_secs();
-        let mut cached = self.token.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((token, expiry)) = cached.as_ref()
-            && *expiry > now + 60
-        {
-            return token.clone();
-        }
-        let expiry = now + self.token_ttl.as_secs().max(120);
-        let token = SasToken::generate(&self.resource, &self.key, expiry, None);
-        *cached = Some((token.clone(), expiry));
-        token
-    }
-
     fn request(&self, method: Method, path_suffix: &str, query: &str) -> reqwest::RequestBuilder {
         let url = format!(
             "{}{}{path_suffix}?api-version={API_VERSION}{query}",
@@ -256,29 +190,11 @@ impl DeviceClient {
         );
         self.http
             .request(method, url)
-            .header("authorization", self.token())
+            .header("authorization", self.token.token())
     }
 
     async fn check(response: reqwest::Response) -> Result<reqwest::Response, Error> {
-        let status = response.status();
-        if status.is_success() {
-            return Ok(response);
-        }
-        let header_code = response
-            .headers()
-            .get("iothub-errorcode")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let text = response.text().await.unwrap_or_default();
-        let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
-            Ok(body) => (body.code().map(str::to_owned).or(header_code), body.message),
-            Err(_) => (header_code, text),
-        };
-        Err(Error::Hub {
-            status: status.as_u16(),
-            code,
-            message,
-        })
+        check(response).await
     }
 
     /// Sends with retries on 503, 429 and transport errors (the hub stored nothing then, or at
@@ -287,27 +203,11 @@ impl DeviceClient {
         &self,
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<(), Error> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = match build().send().await {
-                Ok(response) => Self::check(response).await.map(|_| ()),
-                Err(error) => Err(Error::Transport(error)),
-            };
-            let retryable = match &result {
-                Err(Error::Hub { status, .. }) => *status == 503 || *status == 429,
-                Err(Error::Transport(_)) => true,
-                _ => false,
-            };
-            if !retryable || attempt >= self.send_attempts {
-                return result;
-            }
-            let ceiling = 100u64 << attempt.min(6);
-            tokio::time::sleep(Duration::from_millis(rand::random_range(
-                ceiling / 2..=ceiling,
-            )))
-            .await;
-        }
+        with_retries(self.send_attempts, || async {
+            let response = build().send().await?;
+            Self::check(response).await.map(|_| ())
+        })
+        .await
     }
 
     pub async fn send_event(&self, message: &Message) -> Result<(), Error> {
@@ -437,6 +337,53 @@ impl DeviceClient {
     /// Gives a message back to the queue to be received again.
     pub async fn abandon(&self, lock_token: &str) -> Result<(), Error> {
         self.settle(Method::POST, lock_token, "/abandon", "").await
+    }
+
+    /// The device's twin: `{"desired": {...}, "reported": {...}}`.
+    pub async fn twin(&self) -> Result<serde_json::Value, Error> {
+        let response = with_retries(self.send_attempts, || async {
+            Self::check(self.request(Method::GET, "/twin", "").send().await?).await
+        })
+        .await?;
+        Ok(response.json().await?)
+    }
+
+    /// Reports properties (a JSON merge patch: `null` removes one), retried like telemetry.
+    pub async fn update_reported(&self, patch: &serde_json::Value) -> Result<(), Error> {
+        self.send_with_retry(|| {
+            self.request(Method::PATCH, "/twin/properties/reported", "")
+                .json(patch)
+        })
+        .await
+    }
+
+    /// The desired properties. With `since_version`, waits up to `wait` (at most 20 s) for a
+    /// version above it, and answers `None` if none came (the hub's `waitSeconds` extension).
+    pub async fn desired(
+        &self,
+        since_version: Option<u64>,
+        wait: Duration,
+    ) -> Result<Option<serde_json::Value>, Error> {
+        let query = match since_version {
+            Some(version) => format!(
+                "&sinceVersion={version}&waitSeconds={}",
+                wait.as_secs().min(20)
+            ),
+            None => String::new(),
+        };
+        let response = with_retries(self.send_attempts, || async {
+            Self::check(
+                self.request(Method::GET, "/twin/properties/desired", &query)
+                    .send()
+                    .await?,
+            )
+            .await
+        })
+        .await?;
+        if response.status() == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        Ok(Some(response.json().await?))
     }
 
     async fn settle(

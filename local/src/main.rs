@@ -1,7 +1,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use hub_local::demo::{self, ToolError};
@@ -34,14 +33,6 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API (the default).
     Serve(ServeArgs),
-    /// Print a SAS token for a device (its primary key) or a shared access policy.
-    Sas {
-        #[command(flatten)]
-        who: Who,
-        /// Lifetime of the token in seconds.
-        #[arg(long, default_value_t = 3600)]
-        ttl: u64,
-    },
     /// Measure cloud-to-device round trips through an in-process gateway and count DynamoDB calls.
     BenchC2d {
         #[arg(long, default_value_t = 200)]
@@ -72,22 +63,22 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         notifications: usize,
     },
-    /// Print the connection string of a device or a shared access policy.
-    ConnectionString {
-        #[command(flatten)]
-        who: Who,
+    /// Measure each function binary's cold start (spawn to first runtime-API poll) and memory,
+    /// with its own Terraform environment. Build them first (`cargo build --release`).
+    BenchColdStart {
+        /// Folder holding the five binaries.
+        #[arg(long, default_value = "target/release")]
+        binaries: PathBuf,
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
     },
-}
-
-#[derive(Args)]
-#[group(required = true, multiple = false)]
-struct Who {
-    /// A registered device id.
-    #[arg(long)]
-    device: Option<String>,
-    /// A shared access policy (iothubowner, service, registryRead, registryReadWrite).
-    #[arg(long)]
-    policy: Option<String>,
+    /// Print a shared access policy's connection string, read from the local policies table:
+    /// how an operator gets the first one (then `hubctl` does the rest).
+    ConnectionString {
+        /// iothubowner, service, device, registryRead or registryReadWrite.
+        #[arg(long, default_value = "iothubowner")]
+        policy: String,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -195,6 +186,12 @@ async fn run(command: Command, settings: &std::path::Path) -> Result<(), CliErro
             .print();
         return Ok(());
     }
+    if let Command::BenchColdStart { binaries, runs } = &command {
+        hub_local::bench::cold_start(settings, binaries, (*runs).max(1))
+            .await?
+            .print();
+        return Ok(());
+    }
     if let Command::BenchC2d { messages, ack } = &command {
         hub_local::bench::c2d(settings, (*messages).max(1), ack)
             .await?
@@ -204,44 +201,14 @@ async fn run(command: Command, settings: &std::path::Path) -> Result<(), CliErro
     let hub = Arc::new(Hub::from_settings(hub_local::LocalSettings::load(settings)?).await?);
     match command {
         Command::Serve(args) => serve(hub, args).await,
-        Command::Sas { who, ttl } => {
-            let ttl = Duration::from_secs(ttl);
-            let token = match (who.device, who.policy) {
-                (Some(device), _) => {
-                    let device = DeviceId::parse(&device)?;
-                    demo::device_token(
-                        &hub.host_name,
-                        &device,
-                        &demo::device_key(&hub, &device).await?,
-                        ttl,
-                    )
-                }
-                (_, Some(policy)) => demo::policy_token(&hub, &policy, ttl).await?,
-                _ => unreachable!("clap requires --device or --policy"),
-            };
-            println!("{token}");
+        Command::ConnectionString { policy } => {
+            println!("{}", owner_connection_string(&hub, &policy).await?);
             Ok(())
         }
-        Command::ConnectionString { who } => {
-            let text = match (who.device, who.policy) {
-                (Some(device), _) => {
-                    let device_id = DeviceId::parse(&device)?;
-                    let key = demo::device_key(&hub, &device_id).await?;
-                    ConnectionString::Device {
-                        host_name: hub.host_name.clone(),
-                        device_id,
-                        key,
-                    }
-                }
-                (_, Some(policy)) => owner_connection_string(&hub, &policy).await?,
-                _ => unreachable!("clap requires --device or --policy"),
-            };
-            println!("{text}");
-            Ok(())
-        }
-        Command::BenchC2d { .. } | Command::BenchAnalytics { .. } | Command::BenchTwins { .. } => {
-            Ok(())
-        }
+        Command::BenchC2d { .. }
+        | Command::BenchAnalytics { .. }
+        | Command::BenchTwins { .. }
+        | Command::BenchColdStart { .. } => Ok(()),
     }
 }
 
@@ -294,15 +261,11 @@ async fn serve(hub: Arc<Hub>, args: ServeArgs) -> Result<(), CliError> {
     println!("  telemetry      Kinesis stream {}", hub.telemetry_stream);
     println!("  owner          {owner}");
     println!();
-    println!("  Device connection string: register a device (PUT /devices/<id>), then");
+    println!("  Operate it with hubctl (devices, twins, commands, telemetry, rules):");
     println!(
-        "    HostName={};DeviceId=<id>;SharedAccessKey=<its primaryKey>",
-        hub.host_name
+        "    export HUBCTL_URL=http://127.0.0.1:8080 HUBCTL_CONNECTION_STRING=\"$(target/debug/hub-local connection-string)\""
     );
-    println!("    or: cargo run -q -p hub-local -- connection-string --device <id>");
-    println!(
-        "  SAS token for curl:  cargo run -q -p hub-local -- sas --device <id>   (or --policy iothubowner)"
-    );
+    println!("    target/debug/hubctl device list");
     println!();
 
     if let Some(device) = &args.demo_device {

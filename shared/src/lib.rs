@@ -5,6 +5,8 @@
 //! strings, routes and errors), which is what the device SDK uses.
 
 pub mod authz;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod domain;

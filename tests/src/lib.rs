@@ -173,19 +173,11 @@ pub fn gateway() -> &'static Gateway {
     })
 }
 
-/// A reqwest client that reaches `url`: emulated API Gateway hosts (`<id>.execute-api.localhost`)
-/// are resolved to the loopback address, as no resolver here knows them.
+/// A reqwest client that reaches `url`, emulated API Gateway hosts (`<id>.execute-api.localhost`)
+/// included: the SDKs' own HTTP options resolve `.localhost` names to the loopback address.
 pub fn http_client_for(url: &str) -> reqwest::Client {
-    let mut builder = reqwest::Client::builder();
-    if let Ok(parsed) = reqwest::Url::parse(url)
-        && let Some(host) = parsed.host_str()
-        && host.ends_with(".localhost")
-    {
-        let port = parsed.port_or_known_default().unwrap_or(80);
-        builder = builder.resolve(host, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
-    }
-    builder
-        .build()
+    hub_shared::client::HttpOptions::default()
+        .client(url)
         .unwrap_or_else(|e| panic!("HTTP client: {e}"))
 }
 
@@ -407,18 +399,11 @@ impl RegisteredDevice {
             self.id,
             self.primary_key.to_base64()
         );
-        let mut builder = hub_device_sdk::DeviceClient::builder(&connection)
+        hub_device_sdk::DeviceClient::builder(&connection)
             .unwrap_or_else(|e| panic!("{e}"))
-            .base_url(base_url);
-        if let Ok(url) = reqwest::Url::parse(base_url)
-            && url.host_str().is_some_and(|h| h.ends_with(".localhost"))
-        {
-            builder = builder.connect_to(std::net::SocketAddr::from((
-                [127, 0, 0, 1],
-                url.port_or_known_default().unwrap_or(80),
-            )));
-        }
-        builder.build().unwrap_or_else(|e| panic!("{e}"))
+            .base_url(base_url)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// A device SDK client over HTTPS, trusting the gateway's self-signed certificate.

@@ -11,8 +11,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hub_shared::domain::analytics::{
-    Aggregation, Alert, AlertEvent, AlertEventKind, DeviceState, FieldStats, Reading, Rule,
-    WindowAggregate, WindowSize, derived_id, numeric_fields,
+    Aggregation, Alert, AlertEvent, AlertEventKind, Baseline, DeviceState, FieldStats, Reading,
+    Rule, WindowAggregate, WindowSize, derived_id, numeric_fields,
 };
 use hub_shared::domain::command::CommandRequest;
 use hub_shared::domain::device_id::DeviceId;
@@ -258,7 +258,23 @@ impl Engine {
         };
         working.dirty.insert(key);
 
-        let holds = condition.operator.holds(value, condition.threshold);
+        let holds = match (&condition.learned, condition.operator, condition.threshold) {
+            (Some(learned), _, _) => {
+                let active = alert.active;
+                let baseline = alert.baseline.get_or_insert(Baseline {
+                    mean: value,
+                    variance: 0.0,
+                    samples: 0,
+                });
+                let judgement = learned.judge(baseline, value, !active);
+                alert.expected_low = judgement.band.map(|b| b.0);
+                alert.expected_high = judgement.band.map(|b| b.1);
+                alert.score = judgement.score.filter(|s| s.is_finite());
+                judgement.abnormal
+            }
+            (None, Some(operator), Some(threshold)) => operator.holds(value, threshold),
+            _ => false,
+        };
         alert.consecutive = if holds {
             alert.consecutive.saturating_add(1)
         } else {
@@ -286,6 +302,9 @@ impl Engine {
             severity: alert.severity.clone(),
             at,
             hub_message_id: envelope.hub_message_id.clone(),
+            expected_low: alert.expected_low,
+            expected_high: alert.expected_high,
+            score: alert.score,
         };
 
         if holds && alert.consecutive >= condition.consecutive && !alert.active {
@@ -296,6 +315,11 @@ impl Engine {
             if rule.actions.alert.is_some() {
                 effects.push(Effect::Alert(event(AlertEventKind::Raised, alert)));
             }
+        }
+        // The command goes out when the alert is raised, and again while the condition still
+        // holds each time the cooldown has passed: a command the cooldown held back, or one the
+        // device did not heed, is not the end of the loop.
+        if holds && alert.active {
             let cooldown = Duration::from_secs(rule.cooldown_seconds);
             let cooled = alert.last_command_at.is_none_or(|last| {
                 at.unix_millis().saturating_sub(last.unix_millis())
@@ -501,6 +525,148 @@ mod tests {
             raised,
             [("twice".to_owned(), 2_000), ("mean".to_owned(), 3_000)]
         );
+    }
+
+    #[test]
+    fn a_condition_that_persists_past_the_cooldown_commands_again() {
+        let engine = engine();
+        let hot = rule(
+            r#"{"id":"hot","devices":{"all":true},"condition":{"field":"t","operator":">","threshold":30},
+                "cooldownSeconds":60,"actions":{"command":{"body":"fan on"}}}"#,
+        );
+        let records: Vec<_> = (0..7)
+            .map(|i| envelope("d1", i * 30_000, r#"{"t":40}"#))
+            .collect();
+        let effects = run(&engine, &mut Working::default(), &records, &[hot]);
+        let sent: Vec<i64> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Command(c) => records
+                    .iter()
+                    .position(|r| Some(&r.hub_message_id) == c.correlation_id.as_ref())
+                    .map(|i| i as i64 * 30),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sent, [0, 60, 120, 180], "once a minute while it stays hot");
+    }
+
+    fn learned_rule() -> Rule {
+        rule(
+            r#"{"id":"above-normal","devices":{"all":true},
+                "condition":{"field":"p","learned":{"sensitivity":4,"warmup":10,"alpha":0.05}},
+                "actions":{"alert":{"severity":"critical"},"command":{"body":"relax"}},"cooldownSeconds":0}"#,
+        )
+    }
+
+    fn alert_of(working: &Working, rule: &str, device: &str) -> Alert {
+        match working.get(&StateKey::Alert {
+            rule_id: rule.into(),
+            device: DeviceId::parse(device).unwrap(),
+        }) {
+            Some(StateItem::Alert(alert)) => alert.clone(),
+            other => panic!("no alert state: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_learned_rule_learns_each_device_then_fires_above_its_band_and_says_why() {
+        let engine = engine();
+        let rules = [learned_rule()];
+        let mut working = Working::default();
+        // d1 lives around 100, d2 around 500: one rule, two normals.
+        let mut records = Vec::new();
+        for i in 0..20 {
+            let wiggle = if i % 2 == 0 { 1.0 } else { -1.0 };
+            records.push(envelope(
+                "d1",
+                i * 1_000,
+                &format!(r#"{{"p":{}}}"#, 100.0 + wiggle),
+            ));
+            records.push(envelope(
+                "d2",
+                i * 1_000,
+                &format!(r#"{{"p":{}}}"#, 500.0 + wiggle),
+            ));
+        }
+        assert!(
+            run(&engine, &mut working, &records, &rules).is_empty(),
+            "nothing abnormal yet"
+        );
+        let d1 = alert_of(&working, "above-normal", "d1");
+        let baseline = d1.baseline.unwrap();
+        assert!((baseline.mean - 100.0).abs() < 0.5, "{baseline:?}");
+        assert_eq!(baseline.samples, 20);
+        let (low, high) = (d1.expected_low.unwrap(), d1.expected_high.unwrap());
+        assert!(low < 99.0 && high > 101.0 && high < 110.0, "{low}..{high}");
+
+        // 500 is normal for d2 and far above normal for d1.
+        let effects = run(
+            &engine,
+            &mut working,
+            &[
+                envelope("d2", 30_000, r#"{"p":501}"#),
+                envelope("d1", 30_000, r#"{"p":500}"#),
+            ],
+            &rules,
+        );
+        let [Effect::Alert(raised), Effect::Command(command)] = effects.as_slice() else {
+            panic!("{effects:?}")
+        };
+        assert_eq!(
+            (raised.device_id.as_str(), raised.kind),
+            ("d1", AlertEventKind::Raised)
+        );
+        assert!(raised.score.unwrap() > 100.0, "{raised:?}");
+        let judged_against = baseline.mean + 4.0 * baseline.variance.sqrt();
+        assert_eq!(
+            raised.expected_high,
+            Some(judged_against),
+            "the band the learned baseline gave"
+        );
+        assert_eq!(command.device_id.as_str(), "d1");
+
+        // While the alert is active the fault is not learned; back in the band, it clears.
+        run(
+            &engine,
+            &mut working,
+            &[envelope("d1", 31_000, r#"{"p":520}"#)],
+            &rules,
+        );
+        let active = alert_of(&working, "above-normal", "d1");
+        assert_eq!(active.baseline.unwrap(), baseline, "frozen while abnormal");
+        let effects = run(
+            &engine,
+            &mut working,
+            &[envelope("d1", 32_000, r#"{"p":100}"#)],
+            &rules,
+        );
+        assert!(
+            matches!(effects.as_slice(), [Effect::Alert(e)] if e.kind == AlertEventKind::Cleared),
+            "{effects:?}"
+        );
+    }
+
+    #[test]
+    fn learned_state_is_part_of_the_replayed_state() {
+        // The baseline lives in the alert item, committed with the shard checkpoint: processing
+        // the same records from the same stored state gives the same baseline and effects.
+        let engine = engine();
+        let rules = [learned_rule()];
+        let records: Vec<_> = (0..15)
+            .map(|i| envelope("d1", i * 1_000, &format!(r#"{{"p":{}}}"#, 100 + i % 3)))
+            .chain(std::iter::once(envelope("d1", 20_000, r#"{"p":200}"#)))
+            .collect();
+        let mut first = Working::default();
+        let mut second = Working::default();
+        let a = run(&engine, &mut first, &records, &rules);
+        let b = run(&engine, &mut second, &records, &rules);
+        assert_eq!(a, b);
+        assert_eq!(
+            alert_of(&first, "above-normal", "d1"),
+            alert_of(&second, "above-normal", "d1")
+        );
+        assert_eq!(a.len(), 2, "raised and commanded once: {a:?}");
     }
 
     #[test]

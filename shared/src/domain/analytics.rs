@@ -231,12 +231,18 @@ pub enum Aggregation {
     WindowMean,
 }
 
+/// A rule's condition: a fixed threshold (`operator` and `threshold`), or a band learned for each
+/// device from its own readings (`learned`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Condition {
     pub field: String,
-    pub operator: Operator,
-    pub threshold: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<Operator>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned: Option<Learned>,
     #[serde(default)]
     pub aggregation: Aggregation,
     /// The window of `windowMean`; one of the hub's configured windows.
@@ -249,6 +255,130 @@ pub struct Condition {
 
 fn one() -> u32 {
     1
+}
+
+/// Which side of the learned band is abnormal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Direction {
+    #[default]
+    Above,
+    Below,
+    Either,
+}
+
+/// "Above (or below) what is normal for this device": an exponentially weighted mean and
+/// variance of the field, learned per device after a warm-up, and a band of `sensitivity`
+/// standard deviations around the mean. Only readings well inside the band are learned, so a
+/// fault, slow or sudden, does not become the new normal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Learned {
+    /// Standard deviations from the learned mean that count as abnormal.
+    #[serde(default = "default_sensitivity")]
+    pub sensitivity: f64,
+    /// Readings learned before the rule judges any.
+    #[serde(default = "default_warmup")]
+    pub warmup: u32,
+    /// Weight of each new reading in the baseline (0 < alpha < 1): smaller learns slower and
+    /// follows slow drifts less.
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+    #[serde(default)]
+    pub direction: Direction,
+    /// The smallest band half-width, in the field's units (a signal that barely moves would
+    /// otherwise call every small wiggle abnormal).
+    #[serde(default)]
+    pub min_deviation: f64,
+}
+
+fn default_sensitivity() -> f64 {
+    5.0
+}
+
+fn default_warmup() -> u32 {
+    120
+}
+
+fn default_alpha() -> f64 {
+    0.01
+}
+
+/// What a learned condition knows of one device's field.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Baseline {
+    pub mean: f64,
+    pub variance: f64,
+    pub samples: u64,
+}
+
+/// A learned condition's verdict on one reading.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Judgement {
+    pub abnormal: bool,
+    /// The band of normal values, once warmed up.
+    pub band: Option<(f64, f64)>,
+    /// Standard deviations from the mean (signed), once warmed up.
+    pub score: Option<f64>,
+}
+
+impl Learned {
+    /// Judges `value` against `baseline`, and learns it unless it is abnormal (or `learn` is
+    /// false, as while an alert is active: a fault must not become the new normal).
+    pub fn judge(&self, baseline: &mut Baseline, value: f64, learn: bool) -> Judgement {
+        let warmed = baseline.samples >= u64::from(self.warmup);
+        let judgement = if warmed {
+            let deviation = baseline.variance.max(0.0).sqrt().max(self.min_deviation);
+            let (low, high) = (
+                baseline.mean - self.sensitivity * deviation,
+                baseline.mean + self.sensitivity * deviation,
+            );
+            let score = if deviation > 0.0 {
+                (value - baseline.mean) / deviation
+            } else if value == baseline.mean {
+                0.0
+            } else {
+                f64::INFINITY.copysign(value - baseline.mean)
+            };
+            let abnormal = match self.direction {
+                Direction::Above => value > high,
+                Direction::Below => value < low,
+                Direction::Either => value > high || value < low,
+            };
+            Judgement {
+                abnormal,
+                band: Some((low, high)),
+                score: Some(score),
+            }
+        } else {
+            Judgement {
+                abnormal: false,
+                band: None,
+                score: None,
+            }
+        };
+        // Only readings well inside the band teach it (within 60 % of its half-width, 3
+        // deviations at the default sensitivity of 5): a slow drift must not widen the band it
+        // is about to leave.
+        let teaches = judgement
+            .score
+            .is_none_or(|score| score.abs() <= 0.6 * self.sensitivity);
+        if learn && !judgement.abnormal && teaches {
+            // A plain average over the warm-up, exponentially weighted after it.
+            let weight = if baseline.samples < u64::from(self.warmup) {
+                1.0 / (baseline.samples as f64 + 1.0)
+            } else {
+                self.alpha
+            };
+            let diff = value - baseline.mean;
+            let step = weight * diff;
+            baseline.mean += step;
+            baseline.variance = (1.0 - weight) * (baseline.variance + diff * step);
+            baseline.samples += 1;
+        }
+        judgement
+    }
 }
 
 /// Which devices a rule watches: all of them, those listed by id, and those whose twin tags hold
@@ -396,8 +526,36 @@ impl Rule {
                 "condition.field must name a numeric field (dotted path for nested fields)".into(),
             );
         }
-        if !condition.threshold.is_finite() {
-            return Err("condition.threshold must be a finite number".into());
+        match (condition.operator, condition.threshold, &condition.learned) {
+            (Some(_), Some(threshold), None) => {
+                if !threshold.is_finite() {
+                    return Err("condition.threshold must be a finite number".into());
+                }
+            }
+            (None, None, Some(learned)) => {
+                if !(learned.sensitivity.is_finite() && learned.sensitivity > 0.0) {
+                    return Err("condition.learned.sensitivity must be positive".into());
+                }
+                if !(learned.alpha > 0.0 && learned.alpha < 1.0) {
+                    return Err("condition.learned.alpha must lie between 0 and 1".into());
+                }
+                if learned.warmup < 2 || learned.warmup > 10_000 {
+                    return Err("condition.learned.warmup must be from 2 to 10000 readings".into());
+                }
+                if !(learned.min_deviation.is_finite() && learned.min_deviation >= 0.0) {
+                    return Err("condition.learned.minDeviation must not be negative".into());
+                }
+            }
+            (_, _, Some(_)) => {
+                return Err(
+                    "a condition is either learned or an operator and a threshold, not both".into(),
+                );
+            }
+            _ => {
+                return Err(
+                    "condition needs an operator and a threshold, or learned settings".into(),
+                );
+            }
         }
         if condition.consecutive == 0 || condition.consecutive > 1000 {
             return Err("condition.consecutive must be from 1 to 1000".into());
@@ -444,6 +602,17 @@ pub struct Alert {
     pub consecutive: u32,
     pub last_command_at: Option<Timestamp>,
     pub raise_count: u64,
+    /// A learned condition's baseline of the field for this device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Baseline>,
+    /// The band of normal values at the last evaluation (learned conditions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_low: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_high: Option<f64>,
+    /// Standard deviations from the learned mean at the last evaluation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
 }
 
 impl Alert {
@@ -461,6 +630,10 @@ impl Alert {
             consecutive: 0,
             last_command_at: None,
             raise_count: 0,
+            baseline: None,
+            expected_low: None,
+            expected_high: None,
+            score: None,
         }
     }
 
@@ -505,6 +678,13 @@ pub struct AlertEvent {
     pub severity: Option<String>,
     pub at: Timestamp,
     pub hub_message_id: String,
+    /// Why, for learned conditions: the band of normal values and the reading's score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_low: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_high: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -39,12 +39,12 @@ for _ in $(seq 120); do
   sleep 0.5
 done
 if [ "$simulate" = 1 ]; then
-  # A reading every 2 s, commands and desired properties picked up within 2 s: the learned
+  # A reading every 2 s, commands picked up within 5 s, desired properties within 30 s: the learned
   # rules warm up in 4 minutes and the faulty devices start drifting after 5.
   target/debug/hub-sim run \
     --connection-string "$(target/debug/hub-local connection-string --policy iothubowner)" \
     --url http://127.0.0.1:8080 --rules simulator/solution/rules \
-    --interval 2 --c2d-poll 2 --twin-poll 10 --stats-every 30 &
+    --interval 2 --c2d-poll 5 --twin-poll 30 --stats-every 30 &
   pids+=($!)
 fi
 wait "${pids[0]}"

@@ -708,15 +708,7 @@ pub async fn receive_until(
             tokio::time::Instant::now() < deadline,
             "{queue_url} did not deliver the expected messages within {within:?}; got {seen:?}"
         );
-        let received = client
-            .receive_message()
-            .queue_url(queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("receive: {e:?}"));
-        for message in received.messages() {
+        for message in &receive_some(&client, queue_url).await {
             let body = message.body().unwrap_or_default();
             seen.push(
                 serde_json::from_str(body).unwrap_or_else(|e| panic!("{body} is not JSON: {e}")),
@@ -735,6 +727,23 @@ pub async fn receive_until(
     seen
 }
 
+/// Up to ten messages of a queue, waiting a second for them.
+async fn receive_some(
+    client: &aws_sdk_sqs::Client,
+    queue_url: &str,
+) -> Vec<aws_sdk_sqs::types::Message> {
+    client
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("receive: {e:?}"))
+        .messages
+        .unwrap_or_default()
+}
+
 /// Takes from a queue that tests share the first message whose JSON body `matches`, deleting
 /// only that one: the others are made visible again at once for the tests they belong to.
 pub async fn take_matching(
@@ -749,16 +758,8 @@ pub async fn take_matching(
             tokio::time::Instant::now() < deadline,
             "no matching message arrived in {queue_url} within {within:?}"
         );
-        let received = client
-            .receive_message()
-            .queue_url(queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("receive: {e:?}"));
         let mut found = None;
-        for message in received.messages() {
+        for message in &receive_some(&client, queue_url).await {
             let receipt = message.receipt_handle().unwrap_or_default();
             let body: serde_json::Value =
                 serde_json::from_str(message.body().unwrap_or_default()).unwrap_or_default();

@@ -30,6 +30,13 @@ fn readings(
         .collect()
 }
 
+/// How long after a reset the model's drift of `signal` starts again, in ms.
+fn drift_delay(device: &SimulatedDevice, signal: &str) -> Millis {
+    let faulty = device.model.faulty.as_ref().unwrap();
+    let drift = faulty.drift.iter().find(|d| d.signal == signal).unwrap();
+    (drift.after_seconds * 1000.0) as Millis
+}
+
 fn command(name: &str, payload: Value) -> Vec<u8> {
     json!({"name": name, "payload": payload})
         .to_string()
@@ -98,12 +105,13 @@ fn the_valve_release_undoes_a_drift_which_then_starts_over() {
     chiller.command(&command("EmergencyValveRelease", Value::Null), 700_000);
     let back = value(&chiller.read(706_000).unwrap(), "pressure");
     assert!((low..=high).contains(&back), "{back}");
-    let soon = readings(&mut chiller, 706_000, 1_060_000, 10_000);
+    let restart = 706_000 + drift_delay(&chiller, "pressure");
+    let soon = readings(&mut chiller, 706_000, restart, 10_000);
     assert!(
         soon.iter().all(|r| value(r, "pressure") <= high),
         "the fault needs after_seconds to come back"
     );
-    let again = readings(&mut chiller, 1_060_000, 1_500_000, 10_000);
+    let again = readings(&mut chiller, restart, restart + 500_000, 10_000);
     assert!(
         value(again.last().unwrap(), "pressure") > high + 10.0,
         "and then it does"

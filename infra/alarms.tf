@@ -38,6 +38,7 @@ locals {
     ingest    = module.ingest.function_name
     commands  = module.commands.function_name
     analytics = module.analytics.function_name
+    dashboard = module.dashboard.function_name
   }
 
   tables = {

@@ -692,6 +692,25 @@ resource "aws_lambda_event_source_mapping" "telemetry" {
 
 # --- HTTP API --------------------------------------------------------------------------------
 
+# --- Dashboard ---------------------------------------------------------------------------------
+# Serves the web dashboard's files, embedded in its binary, on the API's own origin (`/ui`). It
+# reads nothing: the page calls the API with tokens it signs in the browser.
+
+module "dashboard" {
+  source = "./modules/lambda_function"
+
+  name               = "${var.name_prefix}-dashboard"
+  zip_path           = "${var.lambda_artifacts_dir}/dashboard/bootstrap.zip"
+  create_function    = var.deploy_compute
+  architecture       = var.lambda_architecture
+  memory_mb          = var.lambda_memory_mb
+  timeout_seconds    = var.lambda_timeout_seconds
+  log_retention_days = var.log_retention_days
+  tracing_mode       = var.lambda_tracing_mode
+  environment        = local.common_environment
+  policy_statements  = {}
+}
+
 module "http_api" {
   source = "./modules/http_api"
   count  = var.deploy_compute ? 1 : 0
@@ -724,6 +743,10 @@ module "http_api" {
     analytics = {
       function_name = module.analytics.function_name
       invoke_arn    = module.analytics.invoke_arn
+    }
+    dashboard = {
+      function_name = module.dashboard.function_name
+      invoke_arn    = module.dashboard.invoke_arn
     }
   }
 }

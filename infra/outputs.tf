@@ -106,6 +106,7 @@ output "function_names" {
     ingest    = module.ingest.function_name
     commands  = module.commands.function_name
     analytics = module.analytics.function_name
+    dashboard = module.dashboard.function_name
   }
 }
 
@@ -117,6 +118,7 @@ output "function_role_arns" {
     ingest    = module.ingest.role_arn
     commands  = module.commands.role_arn
     analytics = module.analytics.role_arn
+    dashboard = module.dashboard.role_arn
   }
 }
 
@@ -136,6 +138,7 @@ output "local_emulation" {
         ingest    = module.ingest
         commands  = module.commands
         analytics = module.analytics
+        dashboard = module.dashboard
         } : name => {
         environment     = function.environment
         timeout_seconds = function.timeout_seconds

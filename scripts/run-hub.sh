@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the hub locally: LocalStack with infra/ applied, the local gateway serving the HTTP API
-# (HTTP :8080, HTTPS :8443) with a demo device, and a simulated fleet (simulator/: chillers,
+# (HTTP :8080, HTTPS :8443) and the web dashboard (/ui) with a demo device, and a simulated fleet (simulator/: chillers,
 # elevators, engines, trucks, a faulty one of each) with the solution's rules, learned ones
 # among them, that alert on and command the faulty devices. Ctrl-C stops the gateway and the
 # fleet; `make stop` stops LocalStack.
@@ -38,6 +38,7 @@ for _ in $(seq 120); do
   kill -0 "${pids[0]}" 2>/dev/null || exit 1
   sleep 0.5
 done
+echo "dashboard: http://127.0.0.1:8080/ui (sign in with the owner connection string above)"
 if [ "$simulate" = 1 ]; then
   # A reading every 2 s, commands picked up within 5 s, desired properties within 30 s: the learned
   # rules warm up in 4 minutes and the faulty devices start drifting after 5.

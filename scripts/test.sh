@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The test command (README, CI): static checks, the local AWS environments, every test.
-#   1. cargo fmt, terraform fmt, clippy with warnings as errors, checkov over infra/
+#   1. cargo fmt, terraform fmt, the dashboard's lint and unit tests, clippy with warnings as
+#      errors, checkov over infra/
 #   2. LocalStack (installed on first use) with infra/ applied, started beside the build:
 #      unit tests, the integration suite (local gateway over HTTP and HTTPS, the real function
-#      binaries under a Lambda Runtime API, Terraform validate/plan and the applied policies) and
-#      the end-to-end suite through the local gateway, every AWS call the functions make recorded
+#      binaries under a Lambda Runtime API, Terraform validate/plan and the applied policies), the
+#      dashboard in headless Chromium with a simulated fleet, and the end-to-end suite through the
+#      local gateway, every AWS call the functions make recorded
 #   3. the IAM audit: every recorded call is granted by the function's role, every grant used
 #   4. the full-stack stage: MiniStack with the complete infra/ applied (functions from this
 #      build, API Gateway with the authorizer, event source mappings, schedule, alarms; IAM
@@ -32,6 +34,8 @@ localstack/up.sh >"$HUB_LOCAL/up.log" 2>&1 &
 up_pid=$!
 scripts/checkov.sh --install-only >"$HUB_LOCAL/checkov-install.log" 2>&1 &
 checkov_pid=$!
+scripts/install-chromium.sh >"$HUB_LOCAL/chromium-install.log" 2>&1 &
+chromium_pid=$!
 ministack_pid=
 cleanup() {
   if [ -n "$ministack_pid" ]; then wait "$ministack_pid" 2>/dev/null || true; fi
@@ -42,6 +46,9 @@ trap cleanup EXIT
 
 step "Azure's Node.js SDKs for the compatibility test (pinned by tests/azure-sdk/package-lock.json)"
 npm ci --prefix tests/azure-sdk --no-audit --no-fund --silent
+
+step "dashboard: lint, unit tests and build (pinned by dashboard/package-lock.json)"
+scripts/build-dashboard.sh --check
 
 # nice: the build yields the CPU to LocalStack while infra/ is being applied to it (a starved
 # LocalStack answers late and Terraform's retries then trip over their own first attempts).
@@ -67,7 +74,11 @@ step "full-stack environment: MiniStack with the whole infra/ (in the background
 ministack/up.sh >"$HUB_LOCAL/ministack-up.log" 2>&1 &
 ministack_pid=$!
 
-step "unit, integration and end-to-end tests against LocalStack"
+step "browser for the dashboard tests (Debian's chromium and chromium-driver)"
+wait "$chromium_pid" || { cat "$HUB_LOCAL/chromium-install.log" >&2; exit 1; }
+tail -n 2 "$HUB_LOCAL/chromium-install.log"
+
+step "unit, integration, dashboard (headless Chromium) and end-to-end tests against LocalStack"
 calls=$HUB_LOCAL/aws-calls
 rm -rf "$calls"
 HUB_AWS_CALL_LOG=$calls cargo test --workspace --locked -- --color never --test-threads 4

@@ -23,15 +23,17 @@ pub enum FunctionName {
     Ingest,
     Commands,
     Analytics,
+    Dashboard,
 }
 
 impl FunctionName {
-    pub const ALL: [FunctionName; 5] = [
+    pub const ALL: [FunctionName; 6] = [
         FunctionName::Authorize,
         FunctionName::Registry,
         FunctionName::Ingest,
         FunctionName::Commands,
         FunctionName::Analytics,
+        FunctionName::Dashboard,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -41,6 +43,7 @@ impl FunctionName {
             FunctionName::Ingest => "ingest",
             FunctionName::Commands => "commands",
             FunctionName::Analytics => "analytics",
+            FunctionName::Dashboard => "dashboard",
         }
     }
 
@@ -57,6 +60,7 @@ impl From<hub_shared::routes::Function> for FunctionName {
             Function::Ingest => FunctionName::Ingest,
             Function::Commands => FunctionName::Commands,
             Function::Analytics => FunctionName::Analytics,
+            Function::Dashboard => FunctionName::Dashboard,
         }
     }
 }
@@ -93,6 +97,7 @@ pub struct Hub {
     pub ingest: hub_ingest::Handler,
     pub commands: hub_commands::Handler,
     pub analytics: hub_analytics::Handler,
+    pub dashboard: hub_dashboard::Handler,
     /// Each function's environment (with overrides applied), mappings and schedule.
     pub settings: LocalSettings,
     /// Clients of the emulated event sources and the local tools: AWS's side, not a function's.
@@ -194,6 +199,7 @@ impl Hub {
                 &analytics_config,
                 &clients_for(FunctionName::Analytics),
             ),
+            dashboard: hub_dashboard::build(),
             devices: DynamoDbDeviceRegistry::new(
                 tools_dynamodb.clone(),
                 &authorize_config.registry_table,
@@ -237,6 +243,7 @@ impl Hub {
                 FunctionName::Ingest => hub.ingest.invoke(event).await,
                 FunctionName::Commands => hub.commands.invoke(event).await,
                 FunctionName::Analytics => hub.analytics.invoke(event).await,
+                FunctionName::Dashboard => hub.dashboard.invoke(event).await,
             }
         });
         match tokio::time::timeout(timeout, task).await {

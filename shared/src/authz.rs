@@ -77,6 +77,10 @@ pub fn check_access(
         (Access::Owner, Principal::Device { .. }) => Err(ApiError::unauthorized(
             "this route needs the hub owner's policy token; device tokens are not accepted",
         )),
+        (Access::AnyPolicy, Principal::Service { .. }) => Ok(()),
+        (Access::AnyPolicy, Principal::Device { .. }) => Err(ApiError::unauthorized(
+            "this route needs a shared access policy token; device tokens are not accepted",
+        )),
         (Access::Public, _) => Ok(()),
     }
 }

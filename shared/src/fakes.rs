@@ -231,6 +231,22 @@ impl crate::ports::TwinStore for InMemoryTwins {
         Ok(lock(&self.twins).get(id).cloned())
     }
 
+    async fn twins_of(
+        &self,
+        devices: &[(DeviceId, String)],
+    ) -> Result<std::collections::HashMap<DeviceId, crate::domain::twin::Twin>, StoreError> {
+        let twins = lock(&self.twins);
+        Ok(devices
+            .iter()
+            .filter_map(|(device, generation)| {
+                twins
+                    .get(device)
+                    .filter(|twin| &twin.generation_id == generation)
+                    .map(|twin| (device.clone(), twin.clone()))
+            })
+            .collect())
+    }
+
     async fn put_twin(
         &self,
         id: &DeviceId,

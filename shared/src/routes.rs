@@ -20,14 +20,16 @@ pub enum Function {
     Ingest,
     Commands,
     Analytics,
+    Dashboard,
 }
 
 impl Function {
-    pub const ALL: [Function; 4] = [
+    pub const ALL: [Function; 5] = [
         Function::Registry,
         Function::Ingest,
         Function::Commands,
         Function::Analytics,
+        Function::Dashboard,
     ];
 
     pub fn name(self) -> &'static str {
@@ -36,6 +38,7 @@ impl Function {
             Function::Ingest => "ingest",
             Function::Commands => "commands",
             Function::Analytics => "analytics",
+            Function::Dashboard => "dashboard",
         }
     }
 }
@@ -50,6 +53,8 @@ pub enum Access {
     Service(Permission),
     /// A service token whose policy has every permission (the hub's owner: iothubowner).
     Owner,
+    /// A service token of any shared access policy, whatever its rights.
+    AnyPolicy,
     /// Anyone, without a token (API Gateway attaches no authorizer).
     Public,
 }
@@ -88,6 +93,10 @@ pub enum Operation {
     GetRule,
     PutRule,
     DeleteRule,
+    DescribeSession,
+    ListFleet,
+    DashboardIndex,
+    DashboardAsset,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,6 +277,30 @@ pub const ROUTES: &[Route] = &[
         key: "GET /openapi.json",
         operation: Operation::OpenApi,
         function: Function::Registry,
+        access: Access::Public,
+    },
+    Route {
+        key: "GET /session",
+        operation: Operation::DescribeSession,
+        function: Function::Registry,
+        access: Access::AnyPolicy,
+    },
+    Route {
+        key: "GET /fleet/devices",
+        operation: Operation::ListFleet,
+        function: Function::Registry,
+        access: Access::Service(Permission::RegistryRead),
+    },
+    Route {
+        key: "GET /ui",
+        operation: Operation::DashboardIndex,
+        function: Function::Dashboard,
+        access: Access::Public,
+    },
+    Route {
+        key: "GET /ui/{file}",
+        operation: Operation::DashboardAsset,
+        function: Function::Dashboard,
         access: Access::Public,
     },
     // Stream analytics: queries and rules.
@@ -512,6 +545,7 @@ mod tests {
                 }
                 Access::Service(permission) => format!("a policy with `{permission}`"),
                 Access::Owner => "a policy with every permission (`iothubowner`)".to_owned(),
+                Access::AnyPolicy => "any shared access policy".to_owned(),
                 Access::Public => "anyone, no token".to_owned(),
             };
             table.push_str(&format!(

@@ -239,9 +239,14 @@ impl Gateway {
 
     /// `HostName=...;SharedAccessKeyName=iothubowner;SharedAccessKey=...`
     pub async fn owner_connection_string(&self) -> String {
-        let policy = self.policy("iothubowner").await;
+        self.policy_connection_string("iothubowner").await
+    }
+
+    /// `HostName=...;SharedAccessKeyName=<name>;SharedAccessKey=...` of a built-in policy.
+    pub async fn policy_connection_string(&self, name: &str) -> String {
+        let policy = self.policy(name).await;
         format!(
-            "HostName={};SharedAccessKeyName=iothubowner;SharedAccessKey={}",
+            "HostName={};SharedAccessKeyName={name};SharedAccessKey={}",
             self.host_name,
             policy.primary_key.to_base64()
         )

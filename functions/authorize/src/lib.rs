@@ -168,7 +168,7 @@ impl<R: DeviceRegistry, P: PolicyStore> Authorizer<R, P> {
         let path_device = match (route.access, params.get("id")) {
             (_, None) => None,
             (Access::Device, Some(_)) => Some(params.device_id().map_err(|e| e.message)?),
-            (Access::Service(_) | Access::Owner | Access::Public, Some(_)) => {
+            (Access::Service(_) | Access::Owner | Access::AnyPolicy | Access::Public, Some(_)) => {
                 params.device_id().ok()
             }
         };

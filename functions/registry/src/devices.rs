@@ -283,36 +283,52 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender> RegistryHa
         &self,
         request: &AuthorizedRequest<'_>,
     ) -> Result<ApiGatewayV2httpResponse, HandlerError> {
-        let top = match request.http.query("top") {
-            None => MAX_TOP,
-            Some(value) => value
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=MAX_TOP).contains(n))
-                .ok_or_else(|| {
-                    ApiError::bad_request(format!("top must be a number from 1 to {MAX_TOP}"))
-                })?,
-        };
-        let after = match request.http.header(CONTINUATION).filter(|c| !c.is_empty()) {
-            None => None,
-            Some(token) => Some(
-                BASE64_URL
-                    .decode(token)
-                    .ok()
-                    .and_then(|bytes| String::from_utf8(bytes).ok())
-                    .map(|id| DeviceId::parse(&id).unwrap_or_else(|_| DeviceId::reserved(&id)))
-                    .ok_or_else(|| ApiError::bad_request("the continuation token is not valid"))?,
-            ),
-        };
+        let (top, after) = page_request(request)?;
         let page = self.registry.list_devices(top, after.as_ref()).await?;
         let descriptions: Vec<DeviceDescription> =
             page.devices.iter().map(Device::to_description).collect();
-        let response = Response::json(200, &descriptions);
-        Ok(
-            match page.more_after.map(|last| BASE64_URL.encode(last.as_str())) {
-                Some(token) => Response::with_header(response, "x-ms-continuation", &token),
-                None => response,
-            },
-        )
+        Ok(with_continuation(
+            Response::json(200, &descriptions),
+            page.more_after.as_ref(),
+        ))
+    }
+}
+
+/// A page's size (`top`, 1 to `MAX_TOP`) and where it starts (the `x-ms-continuation` header).
+pub(crate) fn page_request(
+    request: &AuthorizedRequest<'_>,
+) -> Result<(usize, Option<DeviceId>), ApiError> {
+    let top = match request.http.query("top") {
+        None => MAX_TOP,
+        Some(value) => value
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_TOP).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("top must be a number from 1 to {MAX_TOP}"))
+            })?,
+    };
+    let after = match request.http.header(CONTINUATION).filter(|c| !c.is_empty()) {
+        None => None,
+        Some(token) => Some(
+            BASE64_URL
+                .decode(token)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .map(|id| DeviceId::parse(&id).unwrap_or_else(|_| DeviceId::reserved(&id)))
+                .ok_or_else(|| ApiError::bad_request("the continuation token is not valid"))?,
+        ),
+    };
+    Ok((top, after))
+}
+
+/// `response` with the continuation of the next page, if there is one.
+pub(crate) fn with_continuation(
+    response: ApiGatewayV2httpResponse,
+    more_after: Option<&DeviceId>,
+) -> ApiGatewayV2httpResponse {
+    match more_after.map(|last| BASE64_URL.encode(last.as_str())) {
+        Some(token) => Response::with_header(response, CONTINUATION, &token),
+        None => response,
     }
 }

@@ -5,6 +5,7 @@
 pub mod bulk;
 pub mod devices;
 pub mod events;
+pub mod fleet;
 pub mod policies;
 pub mod twins;
 
@@ -107,7 +108,10 @@ where
     pub async fn handle_http(&self, event: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
         let request = HttpRequest::new(event);
         let request_id = request.request_id().to_owned();
-        if request.route().is_some_and(|r| r.access == Access::Public) {
+        if request
+            .route()
+            .is_some_and(|r| r.operation == Operation::OpenApi)
+        {
             return Response::json_text(200, OPENAPI);
         }
         respond(self.dispatch(request).await, &request_id)
@@ -138,6 +142,8 @@ where
             Operation::DeviceGetDesired => self.desired(&request).await,
             Operation::ListPolicies => self.list_policies().await,
             Operation::RegeneratePolicyKey => self.regenerate_key(&request).await,
+            Operation::DescribeSession => self.describe_session(&request),
+            Operation::ListFleet => self.list_fleet(&request).await,
             _ => Err(request.not_served("the registry").into()),
         }
     }

@@ -55,6 +55,27 @@ impl TwinStore for DynamoDbTwinStore {
             .map_err(corrupt_item(OPERATION))
     }
 
+    async fn twins_of(
+        &self,
+        devices: &[(DeviceId, String)],
+    ) -> Result<HashMap<DeviceId, Twin>, StoreError> {
+        const OPERATION: &str = "reading twins";
+        let mut found = HashMap::new();
+        for (device, item) in self
+            .items_of(devices, "deviceId, generationId, document", OPERATION)
+            .await?
+        {
+            let document = item
+                .get("document")
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+                .unwrap_or_default();
+            let twin = serde_json::from_str(document).map_err(corrupt_item(OPERATION))?;
+            found.insert(device, twin);
+        }
+        Ok(found)
+    }
+
     async fn put_twin(
         &self,
         id: &DeviceId,
@@ -102,28 +123,35 @@ impl TwinStore for DynamoDbTwinStore {
 /// Keys per BatchGetItem request (DynamoDB's limit).
 const BATCH_GET_KEYS: usize = 100;
 
-impl TagReader for DynamoDbTwinStore {
-    async fn tags_of(&self, devices: &[(DeviceId, String)]) -> Result<DeviceTags, StoreError> {
-        const OPERATION: &str = "reading twin tags";
+impl DynamoDbTwinStore {
+    /// The items of each `(device, generation)` whose twin is of that generation, with the
+    /// attributes `projection` names (which must include `deviceId` and `generationId`).
+    /// Eventually consistent (half the price): these reads feed rules and lists, where a change
+    /// a second old is fine.
+    async fn items_of(
+        &self,
+        devices: &[(DeviceId, String)],
+        projection: &str,
+        operation: &'static str,
+    ) -> Result<Vec<(DeviceId, super::batch_get::Item)>, StoreError> {
         let generations: HashMap<&str, &str> = devices
             .iter()
             .map(|(device, generation)| (device.as_str(), generation.as_str()))
             .collect();
-        let mut found = DeviceTags::new();
+        let mut found = Vec::new();
         for chunk in devices.chunks(BATCH_GET_KEYS) {
             let keys = chunk
                 .iter()
                 .map(|(device, _)| HashMap::from([("deviceId".to_owned(), s(device.to_string()))]))
                 .collect();
-            // Eventually consistent (half the price): a tag change reaches rules within a second.
             let keys = KeysAndAttributes::builder()
                 .set_keys(Some(keys))
-                .projection_expression("deviceId, generationId, tags")
+                .projection_expression(projection)
                 .build()
-                .map_err(build_error(OPERATION))?;
+                .map_err(build_error(operation))?;
             let request = HashMap::from([(self.table.clone(), keys)]);
             for (_, item) in
-                super::batch_get::batch_get_all(&self.client, request, OPERATION).await?
+                super::batch_get::batch_get_all(&self.client, request, operation).await?
             {
                 let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok());
                 let (Some(device), Some(generation)) = (text("deviceId"), text("generationId"))
@@ -136,12 +164,26 @@ impl TagReader for DynamoDbTwinStore {
                 let Ok(device) = DeviceId::parse(device) else {
                     continue;
                 };
-                let tags = match text("tags") {
-                    Some(json) => serde_json::from_str(json).map_err(corrupt_item(OPERATION))?,
-                    None => serde_json::Map::new(),
-                };
-                found.insert(device, tags);
+                found.push((device, item));
             }
+        }
+        Ok(found)
+    }
+}
+
+impl TagReader for DynamoDbTwinStore {
+    async fn tags_of(&self, devices: &[(DeviceId, String)]) -> Result<DeviceTags, StoreError> {
+        const OPERATION: &str = "reading twin tags";
+        let mut found = DeviceTags::new();
+        for (device, item) in self
+            .items_of(devices, "deviceId, generationId, tags", OPERATION)
+            .await?
+        {
+            let tags = match item.get("tags").and_then(|v| v.as_s().ok()) {
+                Some(json) => serde_json::from_str(json).map_err(corrupt_item(OPERATION))?,
+                None => serde_json::Map::new(),
+            };
+            found.insert(device, tags);
         }
         Ok(found)
     }

@@ -189,6 +189,12 @@ pub trait TwinStore: Send + Sync {
         &self,
         id: &DeviceId,
     ) -> impl Future<Output = Result<Option<Twin>, StoreError>> + Send;
+    /// The twins of each `(device, generation)` that has one of that generation, in as few
+    /// reads as the store allows (a page of a fleet list, not one read per device).
+    fn twins_of(
+        &self,
+        devices: &[(DeviceId, String)],
+    ) -> impl Future<Output = Result<std::collections::HashMap<DeviceId, Twin>, StoreError>> + Send;
     /// Writes `twin` if the stored one still has `expected_version` (`None`: none stored, or one
     /// of another generation).
     fn put_twin(

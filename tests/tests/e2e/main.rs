@@ -10,6 +10,7 @@
 
 mod analytics;
 mod commands;
+mod dashboard;
 mod errors;
 mod registry;
 mod telemetry;

@@ -274,13 +274,20 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
             "alarm {expected} missing: {names:?}"
         );
     }
-    for function in ["authorize", "registry", "ingest", "commands", "analytics"] {
+    for function in [
+        "authorize",
+        "registry",
+        "ingest",
+        "commands",
+        "analytics",
+        "dashboard",
+    ] {
         for kind in ["errors", "throttles"] {
             let name = format!("iothub-{function}-{kind}");
             assert!(names.contains(&name), "alarm {name} missing");
         }
     }
-    assert_eq!(alarms.len(), 5 + 3 + 10 + 1 + 1 + 7);
+    assert_eq!(alarms.len(), 5 + 3 + 12 + 1 + 1 + 7);
     let topics = resources(&plan, "aws_sns_topic");
     assert_eq!(topics.len(), 1, "an alarm topic when none is given");
 

@@ -1,0 +1,248 @@
+// The hub's REST API as the dashboard uses it: every call signed with a fresh-enough SAS token,
+// errors carried as the hub's Azure-style code and message.
+
+import { TokenSource } from './connection';
+
+export const API_VERSION = '2021-04-12';
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface Page<T> {
+  items: T[];
+  continuation: string | null;
+}
+
+export interface Device {
+  deviceId: string;
+  generationId?: string;
+  status: 'enabled' | 'disabled';
+  connectionState?: string;
+  lastActivityTime?: string;
+  cloudToDeviceMessageCount?: number;
+  authentication?: { symmetricKey?: { primaryKey?: string; secondaryKey?: string } };
+  etag?: string;
+}
+
+export interface Twin {
+  deviceId: string;
+  etag?: string;
+  version?: number;
+  tags?: Record<string, unknown>;
+  properties: {
+    desired: Record<string, unknown>;
+    reported: Record<string, unknown>;
+  };
+}
+
+export interface Statistics {
+  totalDeviceCount: number;
+  enabledDeviceCount: number;
+  disabledDeviceCount: number;
+}
+
+export interface Alert {
+  alertId?: string;
+  ruleId: string;
+  deviceId: string;
+  severity: string;
+  active: boolean;
+  raisedAt?: string;
+  clearedAt?: string;
+  lastValue?: number;
+  expectedLow?: number;
+  expectedHigh?: number;
+  field?: string;
+  [key: string]: unknown;
+}
+
+export interface WindowPoint {
+  windowStart: string;
+  windowEnd: string;
+  count: number;
+  min: number;
+  max: number;
+  mean: number;
+}
+
+export interface Telemetry {
+  deviceId: string;
+  window: string;
+  field: string;
+  points: WindowPoint[];
+}
+
+/** A row of the fleet list: the registry's device with what its twin reports. */
+export interface FleetDevice {
+  deviceId: string;
+  status: 'enabled' | 'disabled';
+  lastActivityTime?: string;
+  type?: string;
+  model?: string;
+  firmware?: string;
+  tags?: Record<string, unknown>;
+}
+
+export interface Session {
+  policy: string;
+  rights: string[];
+}
+
+/** What a policy may do, by Azure's rights. */
+export class Rights {
+  constructor(private readonly rights: readonly string[]) {}
+
+  get registryRead(): boolean {
+    return this.has('RegistryRead') || this.registryWrite;
+  }
+  get registryWrite(): boolean {
+    return this.has('RegistryWrite');
+  }
+  get serviceConnect(): boolean {
+    return this.has('ServiceConnect');
+  }
+
+  private has(right: string): boolean {
+    return this.rights.includes(right);
+  }
+}
+
+type Fetch = typeof fetch;
+
+export class Api {
+  constructor(
+    private readonly tokens: TokenSource,
+    private readonly fetcher: Fetch = (input, init) => fetch(input, init),
+  ) {}
+
+  get hostName(): string {
+    return this.tokens.connection.hostName;
+  }
+
+  async session(): Promise<Session> {
+    return this.json('GET', '/session');
+  }
+
+  async statistics(): Promise<Statistics> {
+    return this.json('GET', '/statistics/devices');
+  }
+
+  async devices(top: number, continuation: string | null): Promise<Page<Device>> {
+    const response = await this.call('GET', `/devices?top=${top}`, undefined, {
+      ...(continuation ? { 'x-ms-continuation': continuation } : {}),
+    });
+    return {
+      items: (await response.json()) as Device[],
+      continuation: response.headers.get('x-ms-continuation'),
+    };
+  }
+
+  async fleet(top: number, continuation: string | null): Promise<Page<FleetDevice>> {
+    const response = await this.call('GET', `/fleet/devices?top=${top}`, undefined, {
+      ...(continuation ? { 'x-ms-continuation': continuation } : {}),
+    });
+    const body = (await response.json()) as { devices: FleetDevice[] };
+    return { items: body.devices, continuation: response.headers.get('x-ms-continuation') };
+  }
+
+  async device(id: string): Promise<Device> {
+    return this.json('GET', `/devices/${encodeURIComponent(id)}`);
+  }
+
+  async createDevice(id: string): Promise<Device> {
+    return this.json('PUT', `/devices/${encodeURIComponent(id)}`, { deviceId: id, status: 'enabled' });
+  }
+
+  async updateDevice(device: Device): Promise<Device> {
+    return this.json('PUT', `/devices/${encodeURIComponent(device.deviceId)}`, device, {
+      'If-Match': device.etag ? `"${device.etag.replace(/"/g, '')}"` : '*',
+    });
+  }
+
+  async deleteDevice(id: string): Promise<void> {
+    await this.call('DELETE', `/devices/${encodeURIComponent(id)}`, undefined, { 'If-Match': '*' });
+  }
+
+  async twin(id: string): Promise<Twin> {
+    return this.json('GET', `/twins/${encodeURIComponent(id)}`);
+  }
+
+  async patchDesired(id: string, desired: Record<string, unknown>): Promise<Twin> {
+    return this.json('PATCH', `/twins/${encodeURIComponent(id)}`, { properties: { desired } });
+  }
+
+  async sendCommand(id: string, name: string, payload: unknown): Promise<void> {
+    await this.call('POST', `/devices/${encodeURIComponent(id)}/messages/deviceBound`, {
+      name,
+      payload,
+    }, { 'iothub-ack': 'full', 'content-type': 'application/json' });
+  }
+
+  async alerts(filter: { active?: boolean; deviceId?: string; ruleId?: string }): Promise<Alert[]> {
+    const query = new URLSearchParams();
+    if (filter.active !== undefined) query.set('active', String(filter.active));
+    if (filter.deviceId) query.set('deviceId', filter.deviceId);
+    if (filter.ruleId) query.set('ruleId', filter.ruleId);
+    const body = await this.json<{ alerts: Alert[] }>('GET', `/alerts?${query.toString()}`);
+    return body.alerts;
+  }
+
+  async telemetry(id: string, field: string, window: string, from: Date, to: Date): Promise<Telemetry> {
+    const query = new URLSearchParams({
+      field,
+      window,
+      from: from.toISOString(),
+      to: to.toISOString(),
+    });
+    return this.json('GET', `/devices/${encodeURIComponent(id)}/telemetry?${query.toString()}`);
+  }
+
+  private async json<T>(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<T> {
+    const response = await this.call(method, path, body, headers);
+    return (await response.json()) as T;
+  }
+
+  private async call(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<Response> {
+    const separator = path.includes('?') ? '&' : '?';
+    const response = await this.fetcher(`${path}${separator}api-version=${API_VERSION}`, {
+      method,
+      headers: {
+        Authorization: await this.tokens.get(),
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        ...headers,
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (!response.ok) throw await apiError(response);
+    return response;
+  }
+}
+
+async function apiError(response: Response): Promise<ApiError> {
+  const code = response.headers.get('iothub-errorcode') ?? `Http${response.status}`;
+  let message = response.statusText || `HTTP ${response.status}`;
+  try {
+    const body = (await response.json()) as { Message?: string; message?: string };
+    message = body.Message ?? body.message ?? message;
+  } catch {
+    // Not JSON: the status line says enough.
+  }
+  return new ApiError(response.status, code, message);
+}

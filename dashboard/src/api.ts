@@ -54,6 +54,9 @@ export interface Alert {
   deviceId: string;
   severity: string;
   active: boolean;
+  /** The operators' workflow state of the current raise. */
+  state?: 'open' | 'acknowledged' | 'closed';
+  review?: { state: string; by: string; at: string };
   raisedAt?: string;
   clearedAt?: string;
   lastValue?: number;
@@ -185,13 +188,19 @@ export class Api {
     }, { 'iothub-ack': 'full', 'content-type': 'application/json' });
   }
 
-  async alerts(filter: { active?: boolean; deviceId?: string; ruleId?: string }): Promise<Alert[]> {
+  async alerts(filter: { active?: boolean; deviceId?: string; ruleId?: string; state?: string }): Promise<Alert[]> {
     const query = new URLSearchParams();
+    if (filter.state) query.set('state', filter.state);
     if (filter.active !== undefined) query.set('active', String(filter.active));
     if (filter.deviceId) query.set('deviceId', filter.deviceId);
     if (filter.ruleId) query.set('ruleId', filter.ruleId);
     const body = await this.json<{ alerts: Alert[] }>('GET', `/alerts?${query.toString()}`);
     return body.alerts;
+  }
+
+  async reviewAlert(alert: Alert, action: 'acknowledge' | 'close'): Promise<Alert> {
+    const path = `/alerts/${encodeURIComponent(alert.ruleId)}/${encodeURIComponent(alert.deviceId)}/${action}`;
+    return this.json('POST', path);
   }
 
   async telemetry(id: string, field: string, window: string, from: Date, to: Date): Promise<Telemetry> {

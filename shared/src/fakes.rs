@@ -830,7 +830,9 @@ mod analytics {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     use super::lock;
-    use crate::domain::analytics::{Alert, DeviceState, Rule, WindowAggregate, WindowSize};
+    use crate::domain::analytics::{
+        Alert, AlertReview, DeviceState, Rule, WindowAggregate, WindowSize,
+    };
     use crate::domain::device_id::DeviceId;
     use crate::ports::{
         AnalyticsStore, CommitOutcome, QueueSender, RuleStore, RuleWrite, StateItem, StateKey,
@@ -857,6 +859,7 @@ mod analytics {
     pub struct InMemoryAnalytics {
         items: Mutex<HashMap<StateKey, StateItem>>,
         checkpoints: Mutex<BTreeMap<String, String>>,
+        reviews: Mutex<HashMap<String, AlertReview>>,
         /// The next this many commits fail (as a throttled or unreachable table would).
         pub fail_commits: AtomicUsize,
         pub commits: AtomicUsize,
@@ -970,6 +973,22 @@ mod analytics {
                 })
                 .take(limit)
                 .collect())
+        }
+
+        async fn reviews(
+            &self,
+            alert_ids: &[String],
+        ) -> Result<HashMap<String, AlertReview>, StoreError> {
+            let reviews = lock(&self.reviews);
+            Ok(alert_ids
+                .iter()
+                .filter_map(|id| reviews.get(id).map(|r| (id.clone(), r.clone())))
+                .collect())
+        }
+
+        async fn put_review(&self, alert_id: &str, review: &AlertReview) -> Result<(), StoreError> {
+            lock(&self.reviews).insert(alert_id.to_owned(), review.clone());
+            Ok(())
         }
     }
 

@@ -93,6 +93,8 @@ pub enum Operation {
     GetRule,
     PutRule,
     DeleteRule,
+    AcknowledgeAlert,
+    CloseAlert,
     DescribeSession,
     ListFleet,
     DashboardIndex,
@@ -319,6 +321,18 @@ pub const ROUTES: &[Route] = &[
     Route {
         key: "GET /alerts",
         operation: Operation::ListAlerts,
+        function: Function::Analytics,
+        access: Access::Service(Permission::ServiceConnect),
+    },
+    Route {
+        key: "POST /alerts/{ruleId}/{deviceId}/acknowledge",
+        operation: Operation::AcknowledgeAlert,
+        function: Function::Analytics,
+        access: Access::Service(Permission::ServiceConnect),
+    },
+    Route {
+        key: "POST /alerts/{ruleId}/{deviceId}/close",
+        operation: Operation::CloseAlert,
         function: Function::Analytics,
         access: Access::Service(Permission::ServiceConnect),
     },

@@ -6,6 +6,7 @@ import { ago, h, replace } from '../dom';
 /** Alerts, filtered by state, severity, rule and device (the filter lives in the URL). */
 export async function alerts(app: App, root: HTMLElement, query: URLSearchParams): Promise<void> {
   const state = select('state', ['active', 'all'], query.get('state') ?? 'active');
+  const review = select('review', ['', 'open', 'acknowledged', 'closed'], query.get('review') ?? '');
   const severity = select('severity', ['', 'critical', 'error', 'warning', 'info'], query.get('severity') ?? '');
   const rule = h('input', { placeholder: 'rule id', value: query.get('ruleId') ?? '', 'data-test': 'rule-filter' }) as HTMLInputElement;
   const device = h('input', { placeholder: 'device id', value: query.get('deviceId') ?? '', 'data-test': 'device-filter' }) as HTMLInputElement;
@@ -14,6 +15,7 @@ export async function alerts(app: App, root: HTMLElement, query: URLSearchParams
     event.preventDefault();
     const next = new URLSearchParams();
     if (state.value !== 'active') next.set('state', state.value);
+    if (review.value) next.set('review', review.value);
     if (severity.value) next.set('severity', severity.value);
     if (rule.value.trim()) next.set('ruleId', rule.value.trim());
     if (device.value.trim()) next.set('deviceId', device.value.trim());
@@ -22,24 +24,33 @@ export async function alerts(app: App, root: HTMLElement, query: URLSearchParams
   replace(
     root,
     h('h1', {}, 'Alerts'),
-    h('form', { class: 'inline', onsubmit: apply }, state, severity, rule, device, h('button', { type: 'submit' }, 'Filter')),
+    h('form', { class: 'inline', onsubmit: apply }, state, review, severity, rule, device, h('button', { type: 'submit' }, 'Filter')),
     list,
   );
   if (!app.rights.serviceConnect) {
     replace(list, h('p', { class: 'muted' }, 'Reading alerts needs ServiceConnect.'));
     return;
   }
+  const act = async (alert: Alert, action: 'acknowledge' | 'close') => {
+    try {
+      await app.api.reviewAlert(alert, action);
+      await load();
+    } catch (error) {
+      replace(list, h('p', { class: 'error' }, errorText(error)));
+    }
+  };
   const load = async () => {
     try {
       const found = await app.api.alerts({
         active: state.value === 'active' ? true : undefined,
+        state: review.value || undefined,
         ruleId: rule.value.trim() || undefined,
         deviceId: device.value.trim() || undefined,
       });
       const shown = found
         .filter((a) => !severity.value || a.severity === severity.value)
         .sort((a, b) => String(b.raisedAt ?? '').localeCompare(String(a.raisedAt ?? '')));
-      replace(list, table(shown));
+      replace(list, table(shown, app.rights.serviceConnect ? act : null));
     } catch (error) {
       replace(list, h('p', { class: 'error' }, errorText(error)));
     }
@@ -56,9 +67,11 @@ function select(name: string, options: string[], value: string): HTMLSelectEleme
   ) as HTMLSelectElement;
 }
 
-const COLUMNS = ['ruleId', 'deviceId', 'severity', 'active', 'field', 'lastValue', 'expectedLow', 'expectedHigh', 'raisedAt', 'clearedAt'];
+type Act = (alert: Alert, action: 'acknowledge' | 'close') => Promise<void>;
 
-function table(shown: Alert[]): HTMLElement {
+const COLUMNS = ['ruleId', 'deviceId', 'severity', 'active', 'state', 'field', 'lastValue', 'expectedLow', 'expectedHigh', 'raisedAt', 'clearedAt'];
+
+function table(shown: Alert[], act: Act | null): HTMLElement {
   const exportCsv = () => download('alerts.csv', toCsv(COLUMNS, shown.map((a) => COLUMNS.map((c) => a[c]))));
   return h(
     'div',
@@ -69,7 +82,7 @@ function table(shown: Alert[]): HTMLElement {
       : h(
           'table',
           { class: 'list' },
-          h('tr', {}, ...['Rule', 'Device', 'Severity', 'State', 'Field', 'Last value', 'Normal band', 'Raised'].map((c) => h('th', {}, c))),
+          h('tr', {}, ...['Rule', 'Device', 'Severity', 'Condition', 'Review', 'Field', 'Last value', 'Normal band', 'Raised', ''].map((c) => h('th', {}, c))),
           ...shown.map((a) =>
             h(
               'tr',
@@ -78,10 +91,21 @@ function table(shown: Alert[]): HTMLElement {
               h('td', {}, h('a', { href: `#/devices/${encodeURIComponent(a.deviceId)}` }, a.deviceId)),
               h('td', {}, a.severity ?? ''),
               h('td', {}, a.active ? 'active' : 'cleared'),
+              h('td', { 'data-test': 'review-state', title: a.review ? `${a.review.by}, ${a.review.at}` : '' }, a.state ?? 'open'),
               h('td', {}, a.field ?? ''),
               h('td', { class: 'num' }, format(a.lastValue)),
               h('td', {}, a.expectedLow !== undefined ? `${format(a.expectedLow)} – ${format(a.expectedHigh)}` : ''),
               h('td', { title: a.raisedAt ?? '' }, ago(a.raisedAt)),
+              h(
+                'td',
+                {},
+                act && a.state === 'open'
+                  ? h('button', { 'data-test': 'acknowledge', onclick: () => void act(a, 'acknowledge') }, 'Acknowledge')
+                  : null,
+                act && a.state !== 'closed'
+                  ? h('button', { 'data-test': 'close', onclick: () => void act(a, 'close') }, 'Close')
+                  : null,
+              ),
             ),
           ),
         ),

@@ -1,16 +1,21 @@
 //! The analytics query API and rules API (service tokens with ServiceConnect).
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use hub_shared::authz::Principal;
 use hub_shared::domain::analytics::{
-    FieldStats, MAX_RULE_ID_LEN, Rule, WindowAggregate, WindowSize,
+    Alert, AlertReview, FieldStats, MAX_RULE_ID_LEN, ReviewState, Rule, WindowAggregate,
+    WindowSize, alert_id, alert_state,
 };
 use hub_shared::domain::device::new_etag;
+use hub_shared::domain::device_id::DeviceId;
 use hub_shared::domain::timestamp::Timestamp;
 use hub_shared::error::{ApiError, ErrorCode};
 use hub_shared::http::{
     AuthorizedRequest, HandlerError, HttpRequest, Response, parse_if_match, respond,
 };
-use hub_shared::ports::{AnalyticsStore, IfMatch, QueueSender, RuleStore, RuleWrite, TagReader};
+use hub_shared::ports::{
+    AnalyticsStore, IfMatch, QueueSender, RuleStore, RuleWrite, StateItem, StateKey, TagReader,
+};
 use hub_shared::routes::Operation;
 use serde::Serialize;
 use serde_json::json;
@@ -21,6 +26,19 @@ use crate::engine::MAX_RULES;
 /// Most windows one telemetry query returns.
 const MAX_POINTS: i64 = 10_000;
 const MAX_ALERTS: usize = 1000;
+
+/// An alert as the API shows it: with its id and where operators have got with it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AlertView<'a> {
+    alert_id: String,
+    #[serde(flatten)]
+    alert: &'a Alert,
+    /// `open`, `acknowledged` or `closed` (of the current raise).
+    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    review: Option<&'a AlertReview>,
+}
 
 fn bad(message: impl Into<String>) -> HandlerError {
     ApiError::bad_request(message).into()
@@ -110,6 +128,8 @@ impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender, T: TagReader> AnalyticsHan
             Operation::QueryTelemetry => self.telemetry(&request).await,
             Operation::QueryDeviceState => self.device_state(&request).await,
             Operation::ListAlerts => self.alerts(&request).await,
+            Operation::AcknowledgeAlert => self.review(&request, ReviewState::Acknowledged).await,
+            Operation::CloseAlert => self.review(&request, ReviewState::Closed).await,
             Operation::ListRules => Ok(Response::json(
                 200,
                 &json!({ "rules": self.rule_store.list().await? }),
@@ -212,6 +232,11 @@ impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender, T: TagReader> AnalyticsHan
             Some("true") | Some("") => true,
             Some(_) => return Err(bad("active must be true or false")),
         };
+        let state = match request.http.query("state") {
+            None | Some("") => None,
+            Some(state @ ("open" | "acknowledged" | "closed")) => Some(state),
+            Some(_) => return Err(bad("state must be open, acknowledged or closed")),
+        };
         let mut alerts = self.store.alerts(active_only, MAX_ALERTS).await?;
         if let Some(device) = request.http.query("deviceId") {
             alerts.retain(|a| a.device_id.as_str() == device);
@@ -219,7 +244,77 @@ impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender, T: TagReader> AnalyticsHan
         if let Some(rule) = request.http.query("ruleId") {
             alerts.retain(|a| a.rule_id == rule);
         }
-        Ok(Response::json(200, &json!({ "alerts": alerts })))
+        let ids: Vec<String> = alerts.iter().map(Alert::id).collect();
+        let reviews = self.store.reviews(&ids).await?;
+        let views: Vec<AlertView<'_>> = alerts
+            .iter()
+            .map(|alert| {
+                let review = reviews.get(&alert.id());
+                AlertView {
+                    alert_id: alert.id(),
+                    alert,
+                    state: alert_state(alert, review),
+                    review,
+                }
+            })
+            .filter(|view| state.is_none_or(|s| view.state == s))
+            .collect();
+        Ok(Response::json(200, &json!({ "alerts": views })))
+    }
+
+    /// `POST /alerts/{ruleId}/{deviceId}/acknowledge|close`: an operator's review of the alert's
+    /// current raise. The alert must exist and have been raised.
+    async fn review(
+        &self,
+        request: &AuthorizedRequest<'_>,
+        state: ReviewState,
+    ) -> Result<ApiGatewayV2httpResponse, HandlerError> {
+        let rule_id = request.params.get("ruleId").unwrap_or_default().to_owned();
+        let device = request.params.get("deviceId").unwrap_or_default();
+        let device = DeviceId::parse(device).map_err(|e| bad(e.to_string()))?;
+        let key = StateKey::Alert {
+            rule_id: rule_id.clone(),
+            device: device.clone(),
+        };
+        let loaded = self.store.load(std::slice::from_ref(&key)).await?;
+        if let Some(why) = loaded.unreadable.get(&key) {
+            return Err(hub_shared::ports::StoreError::corrupt(
+                "reading the alert to review",
+                std::io::Error::other(why.clone()),
+            )
+            .into());
+        }
+        let alert = match loaded.items.get(&key) {
+            Some(StateItem::Alert(alert)) if alert.raised_at.is_some() => alert.clone(),
+            _ => {
+                return Err(ApiError::new(
+                    ErrorCode::NotFound,
+                    format!("rule {rule_id} has raised no alert for device {device}"),
+                )
+                .into());
+            }
+        };
+        let by = match &request.principal {
+            Principal::Service { policy, .. } => policy.clone(),
+            Principal::Device { device_id, .. } => device_id.to_string(),
+        };
+        let review = AlertReview {
+            state,
+            raised_at: alert.raised_at,
+            by,
+            at: Timestamp::now(),
+        };
+        let id = alert_id(&rule_id, &device);
+        self.store.put_review(&id, &review).await?;
+        Ok(Response::json(
+            200,
+            &AlertView {
+                alert_id: id,
+                alert: &alert,
+                state: alert_state(&alert, Some(&review)),
+                review: Some(&review),
+            },
+        ))
     }
 
     /// POST /rules (create; the id comes from the body or is generated) and PUT /rules/{id}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aws_lambda_events::kinesis::{KinesisEvent, KinesisEventRecord};
 use hub_shared::authz::Principal;
-use hub_shared::domain::analytics::{Rule, WindowSize};
+use hub_shared::domain::analytics::{Alert, Rule, WindowSize};
 use hub_shared::domain::device_id::DeviceId;
 use hub_shared::domain::envelope::{AuthMethod, DeviceMessage, Sender, TelemetryEnvelope};
 use hub_shared::domain::policy::{Permission, Rights};
@@ -15,7 +15,7 @@ use hub_shared::fakes::{
     InMemoryAnalytics, InMemoryQueue, InMemoryRules, RequestBuilder, error_code, response_body,
 };
 use hub_shared::http::AuthContext;
-use hub_shared::ports::{StateItem, StateKey};
+use hub_shared::ports::{AnalyticsStore, StateItem, StateKey};
 
 use super::*;
 
@@ -523,4 +523,96 @@ async fn rules_select_devices_by_twin_tags_of_their_generation() {
         .map(|e| serde_json::from_str::<serde_json::Value>(e).unwrap()["deviceId"].to_string())
         .collect();
     assert_eq!(alerted, ["\"d1\""], "only the device tagged site=lab now");
+}
+
+/// Puts an alert of `rule` for `device` in the store, raised at `raised_ms`.
+async fn raised(h: &TestHandler, rule: &str, device: &str, raised_ms: i64) {
+    let mut alert = Alert::new(rule, &DeviceId::parse(device).unwrap(), "t");
+    alert.active = true;
+    alert.raised_at = Timestamp::from_unix_millis(raised_ms);
+    let shard = format!("review-{rule}-{device}-{raised_ms}");
+    h.store
+        .commit(&shard, None, "1", &[StateItem::Alert(alert)])
+        .await
+        .unwrap();
+}
+
+async fn post(h: &TestHandler, rule: &str, device: &str, action: &str) -> (i64, serde_json::Value) {
+    let response = h
+        .handle_http(
+            &RequestBuilder::new(
+                &format!("POST /alerts/{{ruleId}}/{{deviceId}}/{action}"),
+                &format!("/alerts/{rule}/{device}/{action}"),
+                &service(),
+            )
+            .build(),
+        )
+        .await;
+    let body = serde_json::from_str(&response_body(&response)).unwrap_or_default();
+    (response.status_code, body)
+}
+
+async fn listed(h: &TestHandler, query: &[(&str, &str)]) -> Vec<serde_json::Value> {
+    let response = h
+        .handle_http(
+            &RequestBuilder::new("GET /alerts", "/alerts", &service())
+                .query(query)
+                .build(),
+        )
+        .await;
+    assert_eq!(response.status_code, 200, "{}", response_body(&response));
+    let body: serde_json::Value = serde_json::from_str(&response_body(&response)).unwrap();
+    body["alerts"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn operators_acknowledge_and_close_the_current_raise_of_an_alert() {
+    let h = handler(vec![]);
+    raised(&h, "hot", "d1", 60_000).await;
+    raised(&h, "hot", "d2", 60_000).await;
+    let open = listed(&h, &[]).await;
+    assert!(open.iter().all(|a| a["state"] == "open"), "{open:?}");
+    assert_eq!(
+        open[0]["alertId"].as_str().unwrap().split('/').next(),
+        Some("hot")
+    );
+
+    let (status, acknowledged) = post(&h, "hot", "d1", "acknowledge").await;
+    assert_eq!(status, 200, "{acknowledged}");
+    assert_eq!(acknowledged["state"], "acknowledged");
+    assert_eq!(acknowledged["review"]["by"], "service");
+    let (_, closed) = post(&h, "hot", "d2", "close").await;
+    assert_eq!(closed["state"], "closed");
+
+    let state_of = |alerts: &[serde_json::Value], device: &str| {
+        alerts
+            .iter()
+            .find(|a| a["deviceId"] == device)
+            .map(|a| a["state"].clone())
+    };
+    let all = listed(&h, &[]).await;
+    assert_eq!(state_of(&all, "d1"), Some("acknowledged".into()));
+    assert_eq!(state_of(&all, "d2"), Some("closed".into()));
+    let only_closed = listed(&h, &[("state", "closed")]).await;
+    assert_eq!(only_closed.len(), 1);
+
+    // Raised again: the review was of the earlier raise, so the alert is open again.
+    raised(&h, "hot", "d2", 120_000).await;
+    assert_eq!(state_of(&listed(&h, &[]).await, "d2"), Some("open".into()));
+}
+
+#[tokio::test]
+async fn reviewing_an_alert_that_was_never_raised_or_a_bad_state_filter_is_refused() {
+    let h = handler(vec![]);
+    let (status, body) = post(&h, "hot", "ghost", "close").await;
+    assert_eq!(status, 404, "{body}");
+    let response = h
+        .handle_http(
+            &RequestBuilder::new("GET /alerts", "/alerts", &service())
+                .query(&[("state", "sleeping")])
+                .build(),
+        )
+        .await;
+    assert_eq!(response.status_code, 400);
+    assert_eq!(error_code(&response).as_deref(), Some("ArgumentInvalid"));
 }

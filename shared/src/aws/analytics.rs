@@ -4,7 +4,9 @@
 //! - `agg#<deviceId>#<window>` / `<window start ms, 15 digits>`: one window's aggregates
 //!   (every field's statistics in one item), expiring after the retention period;
 //! - `state#<deviceId>` / `-`: the device state;
-//! - `checkpoint#<shard>` / `-`: the last sequence number applied for a shard.
+//! - `checkpoint#<shard>` / `-`: the last sequence number applied for a shard;
+//! - `review#<alertId>` / `-`: an operator's review of an alert (acknowledged, closed), apart
+//!   from the alert, which the stream processor rewrites whole.
 //!
 //! Table `<prefix>-alerts` (pk `alertId` = `<ruleId>/<deviceId>`) with a sparse GSI `active` on
 //! `activeKey`, present only while the alert is active. Table `<prefix>-rules` (pk `id`).
@@ -21,7 +23,9 @@ use aws_sdk_dynamodb::types::{
 use serde::{Deserialize, Serialize};
 
 use crate::aws::{build_error, corrupt_item, sdk_error, transaction_error};
-use crate::domain::analytics::{Alert, DeviceState, Rule, WindowAggregate, WindowSize, alert_id};
+use crate::domain::analytics::{
+    Alert, AlertReview, DeviceState, Rule, WindowAggregate, WindowSize, alert_id,
+};
 use crate::domain::device_id::DeviceId;
 use crate::domain::timestamp::Timestamp;
 use crate::ports::{
@@ -113,6 +117,18 @@ struct AggregateItem {
     ttl: i64,
     #[serde(flatten)]
     aggregate: WindowAggregate,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ReviewItem {
+    pk: String,
+    sk: String,
+    #[serde(flatten)]
+    review: AlertReview,
+}
+
+fn review_pk(alert_id: &str) -> String {
+    format!("review#{alert_id}")
 }
 
 #[derive(Serialize, Deserialize)]
@@ -386,6 +402,57 @@ impl AnalyticsStore for DynamoDbAnalyticsStore {
             .into_iter()
             .map(|item| parse::<AlertItem>(item, OPERATION).map(|a| a.alert))
             .collect()
+    }
+
+    async fn reviews(
+        &self,
+        alert_ids: &[String],
+    ) -> Result<HashMap<String, AlertReview>, StoreError> {
+        const OPERATION: &str = "reading alert reviews";
+        let mut found = HashMap::new();
+        for chunk in alert_ids.chunks(100) {
+            let keys = chunk
+                .iter()
+                .map(|id| {
+                    HashMap::from([
+                        ("pk".to_owned(), s(review_pk(id))),
+                        ("sk".to_owned(), s("-")),
+                    ])
+                })
+                .collect();
+            let keys = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .build()
+                .map_err(build_error(OPERATION))?;
+            let request = HashMap::from([(self.analytics_table.clone(), keys)]);
+            for (_, item) in
+                super::batch_get::batch_get_all(&self.client, request, OPERATION).await?
+            {
+                let item: ReviewItem = parse(item, OPERATION)?;
+                if let Some(id) = item.pk.strip_prefix("review#") {
+                    found.insert(id.to_owned(), item.review);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn put_review(&self, alert_id: &str, review: &AlertReview) -> Result<(), StoreError> {
+        const OPERATION: &str = "writing an alert review";
+        let item = serde_dynamo::to_item(ReviewItem {
+            pk: review_pk(alert_id),
+            sk: "-".into(),
+            review: review.clone(),
+        })
+        .map_err(|e| StoreError::rejected(OPERATION, e))?;
+        self.client
+            .put_item()
+            .table_name(&self.analytics_table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(sdk_error(OPERATION))?;
+        Ok(())
     }
 }
 

@@ -643,6 +643,43 @@ impl Alert {
     }
 }
 
+/// What an operator did about an alert: acknowledged it (seen, being handled) or closed it
+/// (dealt with). It applies to the raise it was made on (`raised_at`); when the rule raises the
+/// alert again, the alert is open again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertReview {
+    pub state: ReviewState,
+    pub raised_at: Option<Timestamp>,
+    /// The policy that signed the request.
+    pub by: String,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ReviewState {
+    Acknowledged,
+    Closed,
+}
+
+impl ReviewState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewState::Acknowledged => "acknowledged",
+            ReviewState::Closed => "closed",
+        }
+    }
+}
+
+/// An alert's workflow state: `open` until an operator acknowledges or closes its current raise.
+pub fn alert_state(alert: &Alert, review: Option<&AlertReview>) -> &'static str {
+    match review {
+        Some(review) if review.raised_at == alert.raised_at => review.state.as_str(),
+        _ => "open",
+    }
+}
+
 pub fn alert_id(rule_id: &str, device_id: &DeviceId) -> String {
     format!("{rule_id}/{device_id}")
 }

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::future::Future;
 
-use crate::domain::analytics::{Alert, DeviceState, Rule, WindowAggregate, WindowSize};
+use crate::domain::analytics::{
+    Alert, AlertReview, DeviceState, Rule, WindowAggregate, WindowSize,
+};
 use crate::domain::device_id::DeviceId;
 use crate::ports::StoreError;
 
@@ -89,6 +91,20 @@ pub trait AnalyticsStore: Send + Sync {
         active_only: bool,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Alert>, StoreError>> + Send;
+
+    /// The operators' reviews of these alerts (by alert id), where there are any. Kept apart from
+    /// the alerts, which the stream processor rewrites whole with every evaluation.
+    fn reviews(
+        &self,
+        alert_ids: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, AlertReview>, StoreError>> + Send;
+
+    /// Records an operator's review of an alert (replacing any earlier one).
+    fn put_review(
+        &self,
+        alert_id: &str,
+        review: &AlertReview,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -254,6 +254,10 @@ async fn a_command_from_the_device_page_reaches_the_device_and_is_completed() {
         .stats
         .commands_completed
         .load(std::sync::atomic::Ordering::SeqCst);
+    // The actions come after the chart: wait for them before choosing.
+    browser
+        .find("[data-test=command] option[value=FirmwareUpdate]")
+        .await;
     browser
         .client
         .execute(
@@ -353,5 +357,70 @@ async fn a_read_only_policy_is_offered_nothing_destructive() {
         .find(&format!("[data-device='{}']", fleet.chiller))
         .await;
     assert!(!browser.exists("[data-test=new-device-id]").await);
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_devices_alert_appears_and_is_acknowledged_then_closed() {
+    let fleet = fleet_reporting().await;
+    let service = service().await;
+    // A rule only this test's chiller breaks, at once: its temperature is always above zero.
+    let rule_id = unique("ui-hot");
+    service
+        .put_rule(
+            &rule_id,
+            &serde_json::json!({
+                "description": "dashboard test: any temperature",
+                "devices": { "ids": [fleet.chiller] },
+                "condition": { "field": "temperature", "operator": ">", "threshold": 0 },
+                "actions": { "alert": { "severity": "critical" } }
+            }),
+        )
+        .await
+        .unwrap();
+    let browser = Browser::open("alerts").await;
+    sign_in(&browser, &gateway().owner_connection_string().await).await;
+    browser
+        .goto(&format!("{}#/alerts?ruleId={rule_id}", ui()))
+        .await;
+    let row = format!("[data-alert='{rule_id}/{}']", fleet.chiller);
+    // The alert list refreshes every 5 s; the rule is read within its cache time.
+    browser
+        .wait_for_text(
+            &format!("{row} [data-test=review-state]"),
+            "the alert",
+            Duration::from_secs(90),
+            |t| t == "open",
+        )
+        .await;
+    browser
+        .click(&format!("{row} [data-test=acknowledge]"))
+        .await;
+    browser
+        .wait_for_text(
+            &format!("{row} [data-test=review-state]"),
+            "the acknowledgement",
+            A_WHILE,
+            |t| t == "acknowledged",
+        )
+        .await;
+    browser.click(&format!("{row} [data-test=close]")).await;
+    browser
+        .wait_for_text(
+            &format!("{row} [data-test=review-state]"),
+            "the closing",
+            A_WHILE,
+            |t| t == "closed",
+        )
+        .await;
+    let listed: serde_json::Value = gateway()
+        .http()
+        .get_json(
+            &format!("/alerts?ruleId={rule_id}&state=closed"),
+            &gateway().owner_token().await,
+        )
+        .await;
+    assert_eq!(listed["alerts"][0]["review"]["by"], "iothubowner");
+    service.delete_rule(&rule_id).await.ok();
     browser.close().await;
 }

@@ -8,7 +8,7 @@ use aws_lambda_events::kinesis::KinesisEvent;
 use hub_analytics::{AnalyticsConfig, AnalyticsHandler};
 use hub_shared::aws::{DynamoDbAnalyticsStore, DynamoDbRuleStore, SqsQueue};
 use hub_shared::config::{Env, vars};
-use hub_shared::domain::analytics::{Alert, DeviceState, WindowAggregate, WindowSize};
+use hub_shared::domain::analytics::{Alert, AlertReview, DeviceState, WindowAggregate, WindowSize};
 use hub_shared::domain::timestamp::Timestamp;
 use hub_shared::ports::{AnalyticsStore, CommitOutcome, StateItem, StateKey, StoreError};
 use hub_tests::{
@@ -253,6 +253,15 @@ impl AnalyticsStore for Flaky {
     }
     async fn alerts(&self, active_only: bool, limit: usize) -> Result<Vec<Alert>, StoreError> {
         self.inner.alerts(active_only, limit).await
+    }
+    async fn reviews(
+        &self,
+        alert_ids: &[String],
+    ) -> Result<std::collections::HashMap<String, AlertReview>, StoreError> {
+        self.inner.reviews(alert_ids).await
+    }
+    async fn put_review(&self, alert_id: &str, review: &AlertReview) -> Result<(), StoreError> {
+        self.inner.put_review(alert_id, review).await
     }
 }
 

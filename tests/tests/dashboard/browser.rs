@@ -3,6 +3,7 @@
 //! test, a screenshot of each test's last page.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -33,11 +34,38 @@ fn driver() -> &'static Driver {
             .and_then(|l| l.local_addr())
             .unwrap_or_else(|e| panic!("a free port for chromedriver: {e}"))
             .port();
-        let process = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
+        // Statics are never dropped, so the driver (which ends its browsers) is told to stop
+        // when its parent thread ends (PR_SET_PDEATHSIG); that thread is one of its own that
+        // lives as long as the test process, not a test's.
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut command = Command::new(CHROMEDRIVER);
+            command
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            // SAFETY: prctl is async-signal-safe and changes only the child being spawned.
+            unsafe {
+                command.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+            let spawned = command.spawn();
+            let failed = spawned.is_err();
+            sender.send(spawned).ok();
+            if !failed {
+                loop {
+                    std::thread::park();
+                }
+            }
+        });
+        let process = receiver
+            .recv()
+            .unwrap_or_else(|e| panic!("the chromedriver thread: {e}"))
             .unwrap_or_else(|e| panic!("starting {CHROMEDRIVER}: {e}"));
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {

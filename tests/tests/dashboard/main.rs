@@ -190,17 +190,9 @@ async fn a_simulated_devices_chart_has_points_and_follows_new_data() {
     let browser = Browser::open("device-chart").await;
     sign_in(&browser, &gateway().owner_connection_string().await).await;
     open_device(&browser, &fleet.chiller).await;
-    let messages = |browser: &'static Browser| async move {
-        browser
-            .attribute("[data-test=chart]", "data-messages")
-            .await
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    let browser: &'static Browser = Box::leak(Box::new(browser));
     let deadline = tokio::time::Instant::now() + A_WHILE;
     let first = loop {
-        let seen = messages(browser).await;
+        let seen = chart_readings(&browser).await;
         if seen > 0 {
             break seen;
         }
@@ -214,7 +206,7 @@ async fn a_simulated_devices_chart_has_points_and_follows_new_data() {
     assert!(points.is_some_and(|p| p.parse::<u64>().unwrap_or(0) >= 1));
     // Live: without a reload, the chart takes in the readings that arrive (one a second).
     let deadline = tokio::time::Instant::now() + A_WHILE;
-    while messages(browser).await <= first {
+    while chart_readings(&browser).await <= first {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the chart did not follow new data ({first} readings)"
@@ -241,7 +233,16 @@ async fn a_simulated_devices_chart_has_points_and_follows_new_data() {
         "7-day chart: drawn {} ms after the range changed (WebDriver round trips included)",
         started.elapsed().as_millis()
     );
-    browser.screenshot().await;
+    browser.close().await;
+}
+
+/// How many readings the device's chart holds (its windows' counts).
+async fn chart_readings(browser: &Browser) -> u64 {
+    browser
+        .attribute("[data-test=chart]", "data-messages")
+        .await
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -353,9 +354,8 @@ async fn a_read_only_policy_is_offered_nothing_destructive() {
         );
     }
     browser.goto(&format!("{}#/devices", ui())).await;
-    browser
-        .find(&format!("[data-device='{}']", fleet.chiller))
-        .await;
+    // Some page of the fleet (the registry may hold more than a page of devices).
+    browser.find("[data-device]").await;
     assert!(!browser.exists("[data-test=new-device-id]").await);
     browser.close().await;
 }

@@ -220,9 +220,10 @@ module "registry" {
       actions   = ["dynamodb:Query"]
       resources = ["${aws_dynamodb_table.registry.arn}/index/outbox"]
     }
-    # A device's deletion removes its twin in the same transaction.
+    # A device's deletion removes its twin in the same transaction; a fleet page reads its
+    # devices' twins in one BatchGetItem (GET /fleet/devices).
     Twins = {
-      actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"]
+      actions   = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"]
       resources = [aws_dynamodb_table.twins.arn]
     }
     Policies = {

@@ -44,6 +44,8 @@ locals {
   tables = {
     registry        = aws_dynamodb_table.registry.name
     twins           = aws_dynamodb_table.twins.name
+    twin-tags       = aws_dynamodb_table.twin_tags.name
+    method-calls    = aws_dynamodb_table.method_calls.name
     access-policies = aws_dynamodb_table.policies.name
     commands        = aws_dynamodb_table.commands.name
     analytics       = aws_dynamodb_table.analytics.name

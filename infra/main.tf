@@ -99,6 +99,63 @@ resource "aws_dynamodb_table" "twins" {
   }
 }
 
+# The twin tag index: one item per scalar tag leaf of each twin (`site="berlin"`, partition
+# key) and device (sort key), so a twin query with a tag equality reads the devices that have it
+# rather than the whole registry (docs/queries.md). Written before and removed after the twin, so
+# it is a superset of the tags; queries check every twin they read.
+resource "aws_dynamodb_table" "twin_tags" {
+  #checkov:skip=CKV_AWS_119:Encrypted at rest with the AWS-owned key (see the note above the registry table): a customer-managed key adds cost and latency and changes nothing about who can read the data, which IAM decides.
+  name                        = "${var.name_prefix}-twin-tags"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "tagEntry"
+  range_key                   = "deviceId"
+  deletion_protection_enabled = var.deletion_protection
+
+  attribute {
+    name = "tagEntry"
+    type = "S"
+  }
+
+  attribute {
+    name = "deviceId"
+    type = "S"
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+}
+
+# Direct method calls while a service request waits for the device's answer (docs/methods.md):
+# one item per call, removed when the wait ends; the TTL removes those of a request that died.
+resource "aws_dynamodb_table" "method_calls" {
+  #checkov:skip=CKV_AWS_119:Encrypted at rest with the AWS-owned key (see the note above the registry table): a customer-managed key adds cost and latency and changes nothing about who can read the data, which IAM decides.
+  name                        = "${var.name_prefix}-method-calls"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "deviceId"
+  range_key                   = "requestId"
+  deletion_protection_enabled = var.deletion_protection
+
+  attribute {
+    name = "deviceId"
+    type = "S"
+  }
+
+  attribute {
+    name = "requestId"
+    type = "S"
+  }
+
+  ttl {
+    attribute_name = "ttl"
+    enabled        = true
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+}
+
 # Device lifecycle events (createDeviceIdentity, deleteDeviceIdentity) for integrations.
 module "registry_events" {
   source = "./modules/queue"
@@ -208,8 +265,11 @@ module "registry" {
   environment = merge(local.common_environment, {
     HUB_REGISTRY_TABLE            = aws_dynamodb_table.registry.name
     HUB_TWINS_TABLE               = aws_dynamodb_table.twins.name
+    HUB_TWIN_TAGS_TABLE           = aws_dynamodb_table.twin_tags.name
+    HUB_METHOD_CALLS_TABLE        = aws_dynamodb_table.method_calls.name
     HUB_POLICIES_TABLE            = aws_dynamodb_table.policies.name
     HUB_REGISTRY_EVENTS_QUEUE_URL = module.registry_events.url
+    HUB_CONNECTED_WINDOW_SECONDS  = tostring(var.connected_window_seconds)
   })
   policy_statements = {
     ManageDevices = {
@@ -225,6 +285,16 @@ module "registry" {
     Twins = {
       actions   = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"]
       resources = [aws_dynamodb_table.twins.arn]
+    }
+    # Twin writes keep the tag index; twin queries with a tag equality read it.
+    TwinTags = {
+      actions   = ["dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"]
+      resources = [aws_dynamodb_table.twin_tags.arn]
+    }
+    # Direct methods: the waiting service request and the device's poll and answer.
+    MethodCalls = {
+      actions   = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
+      resources = [aws_dynamodb_table.method_calls.arn]
     }
     Policies = {
       actions   = ["dynamodb:GetItem", "dynamodb:Scan", "dynamodb:UpdateItem"]

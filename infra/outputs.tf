@@ -28,6 +28,16 @@ output "twins_table_name" {
   value       = aws_dynamodb_table.twins.name
 }
 
+output "twin_tags_table_name" {
+  description = "DynamoDB table of the twin tag index (entries per scalar tag leaf, for twin queries)."
+  value       = aws_dynamodb_table.twin_tags.name
+}
+
+output "method_calls_table_name" {
+  description = "DynamoDB table of direct method calls while they are waited for."
+  value       = aws_dynamodb_table.method_calls.name
+}
+
 output "registry_events_queue_url" {
   description = "SQS queue of device lifecycle events (createDeviceIdentity, deleteDeviceIdentity)."
   value       = module.registry_events.url

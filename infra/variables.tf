@@ -139,6 +139,17 @@ variable "api_throttling_rate_limit" {
   default     = 500
 }
 
+variable "connected_window_seconds" {
+  description = "How recently an HTTP device must have been active to count as connected: its twin's connectionState and GET /statistics/service's connectedDeviceCount."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.connected_window_seconds >= 10 && var.connected_window_seconds <= 86400
+    error_message = "connected_window_seconds must be from 10 to 86400."
+  }
+}
+
 variable "c2d_max_queue_depth" {
   description = "Cloud-to-device messages a device's queue may hold before sends get 403 DeviceMaximumQueueDepthExceeded (Azure: 50)."
   type        = number

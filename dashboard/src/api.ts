@@ -35,6 +35,9 @@ export interface Twin {
   deviceId: string;
   etag?: string;
   version?: number;
+  status?: 'enabled' | 'disabled';
+  connectionState?: 'Connected' | 'Disconnected';
+  lastActivityTime?: string;
   tags?: Record<string, unknown>;
   properties: {
     desired: Record<string, unknown>;
@@ -93,6 +96,28 @@ export interface FleetDevice {
   tags?: Record<string, unknown>;
 }
 
+/** A twin as a fleet list shows it (what `GET /fleet/devices` answers for each device). */
+export function fleetRow(twin: Twin): FleetDevice {
+  const reported = twin.properties?.reported ?? {};
+  const text = (value: unknown) => (typeof value === 'string' ? value : undefined);
+  const firmware = reported.firmware as unknown;
+  let version: string | undefined;
+  if (typeof firmware === 'string') version = firmware;
+  else if (firmware && typeof firmware === 'object') {
+    const { version: v, status } = firmware as { version?: unknown; status?: unknown };
+    version = text(v) && (text(status) && status !== 'current' ? `${String(v)} (${String(status)})` : text(v));
+  }
+  return {
+    deviceId: twin.deviceId,
+    status: twin.status ?? 'enabled',
+    lastActivityTime: twin.lastActivityTime,
+    type: text(reported.type),
+    model: text(reported.model),
+    firmware: version,
+    tags: twin.tags ?? {},
+  };
+}
+
 export interface Session {
   policy: string;
   rights: string[];
@@ -135,6 +160,33 @@ export class Api {
 
   async statistics(): Promise<Statistics> {
     return this.json('GET', '/statistics/devices');
+  }
+
+  /** Devices active within the hub's connected window. */
+  async connectedCount(): Promise<number> {
+    const body = await this.json<{ connectedDeviceCount: number }>('GET', '/statistics/service');
+    return body.connectedDeviceCount;
+  }
+
+  /** One page of a twin query (Azure's query language); a page may be short and continue. */
+  async query<T>(text: string, pageSize: number, continuation: string | null): Promise<Page<T>> {
+    const response = await this.call('POST', '/devices/query', { query: text }, {
+      'x-ms-max-item-count': String(pageSize),
+      ...(continuation ? { 'x-ms-continuation': continuation } : {}),
+    });
+    return { items: (await response.json()) as T[], continuation: response.headers.get('x-ms-continuation') };
+  }
+
+  /** Every result of a twin query, up to `limit`. */
+  async queryAll<T>(text: string, limit = 5000): Promise<T[]> {
+    const all: T[] = [];
+    let continuation: string | null = null;
+    do {
+      const page: Page<T> = await this.query<T>(text, 1000, continuation);
+      all.push(...page.items);
+      continuation = page.continuation;
+    } while (continuation && all.length < limit);
+    return all.slice(0, limit);
   }
 
   async devices(top: number, continuation: string | null): Promise<Page<Device>> {

@@ -1,7 +1,9 @@
-// What every view shares: the signed-in API, the policy's rights, the chosen time range, and
+// What every view shares: the signed-in API, the policy's rights, the chosen time range and
+// device group, and
 // a way to report errors in place.
 
 import { Api, ApiError, Rights } from './api';
+import { Group, condition } from './group';
 import { RANGES, Range } from './range';
 
 export interface App {
@@ -9,6 +11,8 @@ export interface App {
   rights: Rights;
   policy: string;
   range: Range;
+  /** The device group (a tag value) the panels show, or the whole fleet. */
+  group: Group | null;
   /** Called by views that poll; cleared when the view changes. */
   every(seconds: number, task: () => Promise<void>): void;
 }
@@ -23,3 +27,11 @@ export function errorText(error: unknown): string {
 }
 
 export const DEFAULT_RANGE: Range = RANGES[1];
+
+/** The ids of the group's devices (all pages), or null for the whole fleet. */
+export async function groupMembers(app: App): Promise<Set<string> | null> {
+  if (!app.group) return null;
+  const where = condition(app.group);
+  const rows = await app.api.queryAll<{ deviceId: string }>(`SELECT deviceId FROM devices WHERE ${where ?? 'true'}`);
+  return new Set(rows.map((r) => r.deviceId));
+}

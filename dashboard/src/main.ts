@@ -7,6 +7,7 @@ import { Api, ApiError, Rights } from './api';
 import { App, DEFAULT_RANGE, errorText } from './app';
 import { ConnectionStringError, TokenSource, parseConnectionString } from './connection';
 import { h, replace } from './dom';
+import { groupText, parseGroup } from './group';
 import { RANGES, customRange } from './range';
 import { alerts } from './views/alerts';
 import { devicePage } from './views/device';
@@ -33,6 +34,7 @@ async function signIn(text: string): Promise<App> {
     policy: session.policy,
     rights: new Rights(session.rights),
     range: DEFAULT_RANGE,
+    group: null,
     every(seconds, task) {
       const generation = timers;
       timers.push(
@@ -121,6 +123,25 @@ function start(app: App): void {
       customError.textContent = errorText(failure);
     }
   });
+  // The device group every panel follows: a tag value, answered by the hub's tag index.
+  const groupInput = h('input', {
+    placeholder: 'group: tag=value',
+    value: groupText(app.group),
+    'data-test': 'group',
+    size: 18,
+  }) as HTMLInputElement;
+  const groupError = h('span', { class: 'error', 'data-test': 'group-error' });
+  const groupForm = h('form', { class: 'inline' }, groupInput, groupError);
+  groupForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    try {
+      app.group = parseGroup(groupInput.value);
+      groupError.textContent = '';
+      route();
+    } catch (failure) {
+      groupError.textContent = errorText(failure);
+    }
+  });
   const signOut = () => {
     sessionStorage.removeItem(STORAGE_KEY);
     signInView();
@@ -133,6 +154,7 @@ function start(app: App): void {
       {},
       nav,
       h('span', { class: 'spacer' }),
+      app.rights.registryRead ? groupForm : null,
       range,
       custom,
       h('span', { class: 'who', 'data-test': 'policy' }, app.policy),

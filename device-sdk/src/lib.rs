@@ -29,6 +29,8 @@ pub use hub_shared::client::{API_VERSION, Error};
 
 const BATCH_CONTENT_TYPE: &str = "application/vnd.microsoft.iothub.json";
 
+pub use hub_shared::domain::method::MethodDelivery;
+
 /// A device-to-cloud message.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Message {
@@ -384,6 +386,34 @@ impl DeviceClient {
             return Ok(None);
         }
         Ok(Some(response.json().await?))
+    }
+
+    /// The oldest direct method call waiting for this device, taken by this request; waits up
+    /// to `wait` (at most 20 s) for one (the hub's extension: Azure offers methods over MQTT and
+    /// AMQP only). Answer it with [`DeviceClient::respond_method`] within the caller's response
+    /// timeout. Not retried: a call taken by a request whose answer was lost is not offered
+    /// again (methods are at most once; the caller gets a timeout).
+    pub async fn receive_method(&self, wait: Duration) -> Result<Option<MethodDelivery>, Error> {
+        let query = format!("&waitSeconds={}", wait.as_secs().min(20));
+        let response =
+            Self::check(self.request(Method::GET, "/methods", &query).send().await?).await?;
+        if response.status() == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        Ok(Some(response.json().await?))
+    }
+
+    /// Answers a method call with a status of the device's choosing and a JSON payload.
+    pub async fn respond_method(
+        &self,
+        request_id: &str,
+        status: i64,
+        payload: &serde_json::Value,
+    ) -> Result<(), Error> {
+        let path = format!("/methods/{}/response", url_encode(request_id));
+        let body = serde_json::json!({ "status": status, "payload": payload });
+        self.send_with_retry(|| self.request(Method::POST, &path, "").json(&body))
+            .await
     }
 
     async fn settle(

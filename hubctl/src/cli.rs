@@ -72,6 +72,43 @@ pub enum Command {
     /// Alerts raised by rules.
     #[command(subcommand)]
     Alert(AlertCommand),
+    /// Query device twins in Azure IoT Hub's query language, every page:
+    /// `hubctl query "SELECT * FROM devices WHERE tags.site = 'berlin'"`.
+    Query(QueryArgs),
+    /// How many devices are connected (active within the hub's window).
+    Connected,
+    /// Invoke a direct method on a device and print its answer (`status`, `payload`).
+    Method(MethodArgs),
+}
+
+#[derive(Args)]
+pub struct MethodArgs {
+    pub id: String,
+    /// The method's name (a simulated device answers its commands by name).
+    pub name: String,
+    /// The payload, as JSON.
+    #[arg(long, default_value = "null")]
+    pub payload: String,
+    /// Seconds the device has to answer once it took the call (5 to 300; the hub waits at most
+    /// 20 s in all).
+    #[arg(long, default_value_t = 30)]
+    pub response_timeout: u64,
+    /// Seconds the device has to take the call (0: it must be polling now; devices that poll
+    /// every few seconds, like the simulator's, need a few seconds).
+    #[arg(long, default_value_t = 10)]
+    pub connect_timeout: u64,
+}
+
+#[derive(Args)]
+pub struct QueryArgs {
+    /// `SELECT ... FROM devices [WHERE ...] [GROUP BY ...]`.
+    pub query: String,
+    /// Results per request.
+    #[arg(long, default_value_t = 100)]
+    pub page_size: usize,
+    /// Stop after this many results.
+    #[arg(long)]
+    pub max: Option<usize>,
 }
 
 #[derive(Subcommand)]

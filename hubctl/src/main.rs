@@ -81,6 +81,14 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 Command::Feedback(command) => messages::feedback(&hub, command, &printer).await,
                 Command::Rule(command) => resources::rule(&hub, command, &printer).await,
                 Command::Alert(command) => resources::alert(&hub, command, &printer).await,
+                Command::Query(args) => resources::query(&hub, args, &printer).await,
+                Command::Method(args) => resources::method(&hub, args, &printer).await,
+                Command::Connected => {
+                    let statistics = hub.service_statistics().await?;
+                    let count = statistics["connectedDeviceCount"].as_u64().unwrap_or(0);
+                    printer.line(&format!("{count} devices connected"), &statistics);
+                    Ok(())
+                }
                 Command::Monitor(_) => Ok(()),
             }
         }

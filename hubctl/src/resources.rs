@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 
 use crate::CliError;
 use crate::cli::{
-    AlertCommand, ConnectionStringCommand, JsonInput, KeySlot, RuleCommand, SasArgs, TwinCommand,
+    AlertCommand, ConnectionStringCommand, JsonInput, KeySlot, MethodArgs, QueryArgs, RuleCommand,
+    SasArgs, TwinCommand,
 };
 use crate::output::Printer;
 
@@ -119,6 +120,84 @@ pub async fn twin(
         }
     };
     printer.document(&twin);
+    Ok(())
+}
+
+/// The columns of a twin query's rows: a twin's identity and tags, or else every key the rows
+/// hold (projections and groups), in the order first seen.
+fn query_columns(rows: &[Value]) -> Vec<(String, String)> {
+    if rows
+        .iter()
+        .all(|r| r.get("properties").is_some() && r.get("deviceId").is_some())
+    {
+        return [
+            ("DEVICE", "deviceId"),
+            ("STATUS", "status"),
+            ("CONNECTION", "connectionState"),
+            ("LAST ACTIVITY", "lastActivityTime"),
+            ("TAGS", "tags"),
+        ]
+        .map(|(title, path)| (title.to_owned(), path.to_owned()))
+        .to_vec();
+    }
+    let mut columns: Vec<(String, String)> = Vec::new();
+    for key in rows
+        .iter()
+        .filter_map(Value::as_object)
+        .flat_map(|r| r.keys())
+    {
+        if !columns.iter().any(|(_, k)| k == key) {
+            columns.push((key.to_uppercase(), key.clone()));
+        }
+    }
+    columns
+}
+
+pub async fn query(
+    hub: &ServiceClient,
+    args: &QueryArgs,
+    printer: &Printer,
+) -> Result<(), CliError> {
+    let mut rows = Vec::new();
+    let mut continuation: Option<String> = None;
+    let max = args.max.unwrap_or(usize::MAX);
+    loop {
+        let (page, next) = hub
+            .query(&args.query, args.page_size, continuation.as_deref())
+            .await?;
+        rows.extend(page);
+        match next {
+            Some(token) if rows.len() < max => continuation = Some(token),
+            _ => break,
+        }
+    }
+    rows.truncate(max);
+    let columns = query_columns(&rows);
+    let columns: Vec<(&str, &str)> = columns
+        .iter()
+        .map(|(title, key)| (title.as_str(), key.as_str()))
+        .collect();
+    printer.table(&columns, &rows);
+    Ok(())
+}
+
+pub async fn method(
+    hub: &ServiceClient,
+    args: &MethodArgs,
+    printer: &Printer,
+) -> Result<(), CliError> {
+    let payload: Value = serde_json::from_str(&args.payload)
+        .map_err(|e| CliError::Usage(format!("--payload is not JSON: {e}")))?;
+    let answer = hub
+        .invoke_method(
+            &args.id,
+            &args.name,
+            &payload,
+            std::time::Duration::from_secs(args.response_timeout),
+            std::time::Duration::from_secs(args.connect_timeout),
+        )
+        .await?;
+    printer.document(&answer);
     Ok(())
 }
 

@@ -63,6 +63,14 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         notifications: usize,
     },
+    /// Measure twin queries (POST /devices/query) over a fleet made for the run (and removed
+    /// after): latency per page and what a page reads.
+    BenchQuery {
+        #[arg(long, default_value_t = 10_000)]
+        devices: usize,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
     /// Measure each function binary's cold start (spawn to first runtime-API poll) and memory,
     /// with its own Terraform environment. Build them first (`cargo build --release`).
     BenchColdStart {
@@ -186,6 +194,12 @@ async fn run(command: Command, settings: &std::path::Path) -> Result<(), CliErro
             .print();
         return Ok(());
     }
+    if let Command::BenchQuery { devices, rounds } = &command {
+        hub_local::bench::query(settings, (*devices).max(1), (*rounds).max(1))
+            .await?
+            .print();
+        return Ok(());
+    }
     if let Command::BenchColdStart { binaries, runs } = &command {
         hub_local::bench::cold_start(settings, binaries, (*runs).max(1))
             .await?
@@ -208,6 +222,7 @@ async fn run(command: Command, settings: &std::path::Path) -> Result<(), CliErro
         Command::BenchC2d { .. }
         | Command::BenchAnalytics { .. }
         | Command::BenchTwins { .. }
+        | Command::BenchQuery { .. }
         | Command::BenchColdStart { .. } => Ok(()),
     }
 }

@@ -129,6 +129,18 @@ pub struct ServiceClient {
     attempts: u32,
 }
 
+/// A page's items and the continuation of the next page, if the hub sent one.
+async fn page<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+) -> Result<(T, Option<String>), Error> {
+    let next = response
+        .headers()
+        .get("x-ms-continuation")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Ok((response.json().await?, next))
+}
+
 fn encode(segment: &str) -> String {
     url_encode(segment)
 }
@@ -308,12 +320,64 @@ impl ServiceClient {
                 }
             })
             .await?;
-        let next = response
-            .headers()
-            .get("x-ms-continuation")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        Ok((response.json().await?, next))
+        page(response).await
+    }
+
+    /// One page of a twin query (`SELECT ... FROM devices ...`, Azure's query language) and the
+    /// continuation of the next, if more may follow. A page may hold fewer than `page_size`
+    /// results and still continue.
+    pub async fn query(
+        &self,
+        query: &str,
+        page_size: usize,
+        continuation: Option<&str>,
+    ) -> Result<(Vec<Value>, Option<String>), Error> {
+        let body = serde_json::json!({ "query": query });
+        let response = self
+            .call(|| {
+                let request = self
+                    .request(Method::POST, "/devices/query", "")
+                    .header("x-ms-max-item-count", page_size.clamp(1, 1000).to_string())
+                    .json(&body);
+                match continuation {
+                    Some(token) => request.header("x-ms-continuation", token),
+                    None => request,
+                }
+            })
+            .await?;
+        page(response).await
+    }
+
+    /// Invokes a direct method on a device and waits for its answer (`{"status", "payload"}`);
+    /// a device that does not take the call answers `DeviceNotOnline` (404), one that does not
+    /// answer `GatewayTimeout` (504). Not retried: the device may already have acted.
+    pub async fn invoke_method(
+        &self,
+        device_id: &str,
+        method_name: &str,
+        payload: &Value,
+        response_timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Result<Value, Error> {
+        let body = serde_json::json!({
+            "methodName": method_name,
+            "payload": payload,
+            "responseTimeoutInSeconds": response_timeout.as_secs(),
+            "connectTimeoutInSeconds": connect_timeout.as_secs(),
+        });
+        let path = format!("/twins/{}/methods", encode(device_id));
+        let response = self
+            .request(Method::POST, &path, "")
+            .json(&body)
+            .send()
+            .await?;
+        Ok(check(response).await?.json().await?)
+    }
+
+    /// How many devices are connected (active within the hub's window).
+    pub async fn service_statistics(&self) -> Result<Value, Error> {
+        self.json(|| self.request(Method::GET, "/statistics/service", ""))
+            .await
     }
 
     /// Up to 100 create, update and delete operations; the answer lists what was not applied.

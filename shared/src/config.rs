@@ -14,6 +14,10 @@ pub mod vars {
     pub const POLICIES_TABLE: &str = "HUB_POLICIES_TABLE";
     pub const TELEMETRY_STREAM: &str = "HUB_TELEMETRY_STREAM";
     pub const TWINS_TABLE: &str = "HUB_TWINS_TABLE";
+    /// The twin tag index (registry), which twin writes keep and twin queries read.
+    pub const TWIN_TAGS_TABLE: &str = "HUB_TWIN_TAGS_TABLE";
+    /// Direct method calls while they are waited for (registry).
+    pub const METHOD_CALLS_TABLE: &str = "HUB_METHOD_CALLS_TABLE";
     /// Where device lifecycle events (createDeviceIdentity, deleteDeviceIdentity) go.
     pub const REGISTRY_EVENTS_QUEUE_URL: &str = "HUB_REGISTRY_EVENTS_QUEUE_URL";
     /// Seconds of clock difference tolerated when checking SAS expiry.
@@ -50,6 +54,9 @@ pub mod vars {
     pub const ANALYTICS_RETENTION_DAYS: &str = "HUB_ANALYTICS_RETENTION_DAYS";
     /// How long the analytics function reuses the rules it read.
     pub const RULES_CACHE_SECONDS: &str = "HUB_RULES_CACHE_SECONDS";
+    /// How recently an HTTP device must have been active to count as connected
+    /// (`connectionState`, `connectedDeviceCount`).
+    pub const CONNECTED_WINDOW_SECONDS: &str = "HUB_CONNECTED_WINDOW_SECONDS";
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

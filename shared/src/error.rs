@@ -16,6 +16,7 @@ pub enum ErrorCode {
     IotHubUnauthorizedAccess,
     DeviceMaximumQueueDepthExceeded,
     DeviceNotFound,
+    DeviceNotOnline,
     NotFound,
     DeviceAlreadyExists,
     Conflict,
@@ -24,6 +25,7 @@ pub enum ErrorCode {
     RequestEntityTooLarge,
     ServiceUnavailable,
     ServerError,
+    GatewayTimeout,
 }
 
 impl ErrorCode {
@@ -34,6 +36,7 @@ impl ErrorCode {
             ErrorCode::IotHubUnauthorizedAccess => "IotHubUnauthorizedAccess",
             ErrorCode::DeviceMaximumQueueDepthExceeded => "DeviceMaximumQueueDepthExceeded",
             ErrorCode::DeviceNotFound => "DeviceNotFound",
+            ErrorCode::DeviceNotOnline => "DeviceNotOnline",
             ErrorCode::NotFound => "NotFound",
             ErrorCode::Conflict => "Conflict",
             ErrorCode::DeviceAlreadyExists => "DeviceAlreadyExists",
@@ -42,6 +45,7 @@ impl ErrorCode {
             ErrorCode::RequestEntityTooLarge => "RequestEntityTooLarge",
             ErrorCode::ServiceUnavailable => "ServiceUnavailable",
             ErrorCode::ServerError => "ServerError",
+            ErrorCode::GatewayTimeout => "GatewayTimeout",
         }
     }
 
@@ -50,12 +54,13 @@ impl ErrorCode {
             ErrorCode::ArgumentInvalid | ErrorCode::ArgumentNull => 400,
             ErrorCode::IotHubUnauthorizedAccess => 401,
             ErrorCode::DeviceMaximumQueueDepthExceeded => 403,
-            ErrorCode::DeviceNotFound | ErrorCode::NotFound => 404,
+            ErrorCode::DeviceNotFound | ErrorCode::DeviceNotOnline | ErrorCode::NotFound => 404,
             ErrorCode::DeviceAlreadyExists | ErrorCode::Conflict => 409,
             ErrorCode::PreconditionFailed => 412,
             ErrorCode::MessageTooLarge | ErrorCode::RequestEntityTooLarge => 413,
             ErrorCode::ServerError => 500,
             ErrorCode::ServiceUnavailable => 503,
+            ErrorCode::GatewayTimeout => 504,
         }
     }
 }

@@ -182,6 +182,27 @@ impl DeviceRegistry for InMemoryRegistry {
         })
     }
 
+    async fn get_devices(&self, ids: &[DeviceId]) -> Result<Vec<Device>, StoreError> {
+        self.check()?;
+        let devices = lock(&self.devices);
+        Ok(ids
+            .iter()
+            .filter_map(|id| devices.get(id).cloned())
+            .collect())
+    }
+
+    async fn count_active_since(
+        &self,
+        since: crate::domain::timestamp::Timestamp,
+    ) -> Result<u64, StoreError> {
+        self.check()?;
+        let devices = lock(&self.devices);
+        Ok(devices
+            .values()
+            .filter(|d| d.last_activity_time >= since)
+            .count() as u64)
+    }
+
     async fn pending_events(
         &self,
         _older_than: crate::domain::timestamp::Timestamp,
@@ -251,13 +272,13 @@ impl crate::ports::TwinStore for InMemoryTwins {
         &self,
         id: &DeviceId,
         twin: &crate::domain::twin::Twin,
-        expected: Option<(u64, &str)>,
+        previous: Option<&crate::domain::twin::Twin>,
     ) -> Result<crate::ports::TwinWrite, StoreError> {
         use crate::ports::TwinWrite;
         let mut twins = lock(&self.twins);
-        let ok = match (twins.get(id), expected) {
-            (Some(stored), Some((version, generation))) => {
-                stored.version == version && stored.generation_id == generation
+        let ok = match (twins.get(id), previous) {
+            (Some(stored), Some(previous)) => {
+                stored.version == previous.version && stored.generation_id == previous.generation_id
             }
             (Some(stored), None) => stored.generation_id != twin.generation_id,
             (None, None) => true,
@@ -270,6 +291,34 @@ impl crate::ports::TwinStore for InMemoryTwins {
         self.writes
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(TwinWrite::Written)
+    }
+
+    async fn forget_tags(
+        &self,
+        _id: &DeviceId,
+        _twin: &crate::domain::twin::Twin,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// The index is the twins themselves: exact, in id order.
+    async fn tagged(
+        &self,
+        entry: &str,
+        limit: usize,
+        after: Option<&DeviceId>,
+    ) -> Result<Option<crate::ports::IdPage>, StoreError> {
+        let twins = lock(&self.twins);
+        let mut ids: Vec<DeviceId> = twins
+            .iter()
+            .filter(|(id, _)| after.is_none_or(|a| id.as_str() > a.as_str()))
+            .filter(|(_, twin)| crate::domain::tag_index::entries(&twin.tags).contains(entry))
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        let more_after = (ids.len() > limit).then(|| ids[limit - 1].clone());
+        ids.truncate(limit);
+        Ok(Some(crate::ports::IdPage { ids, more_after }))
     }
 }
 
@@ -1074,5 +1123,111 @@ mod analytics {
             lock(&self.sent).extend(bodies.iter().cloned());
             Ok(())
         }
+    }
+}
+
+/// Method calls with the DynamoDB adapter's conditional state changes.
+#[derive(Default)]
+pub struct InMemoryMethodCalls {
+    calls: Mutex<BTreeMap<(DeviceId, String), crate::domain::method::MethodCall>>,
+}
+
+impl crate::ports::MethodCalls for InMemoryMethodCalls {
+    async fn put_call(
+        &self,
+        device: &DeviceId,
+        call: &crate::domain::method::MethodCall,
+    ) -> Result<(), StoreError> {
+        lock(&self.calls).insert((device.clone(), call.request_id.clone()), call.clone());
+        Ok(())
+    }
+
+    async fn get_call(
+        &self,
+        device: &DeviceId,
+        request_id: &str,
+    ) -> Result<Option<crate::domain::method::MethodCall>, StoreError> {
+        Ok(lock(&self.calls)
+            .get(&(device.clone(), request_id.to_owned()))
+            .cloned())
+    }
+
+    async fn pending_calls(
+        &self,
+        device: &DeviceId,
+        generation_id: &str,
+    ) -> Result<Vec<crate::domain::method::MethodCall>, StoreError> {
+        Ok(lock(&self.calls)
+            .iter()
+            .filter(|((d, _), call)| {
+                d == device
+                    && call.generation_id == generation_id
+                    && call.state == crate::domain::method::MethodState::Pending
+            })
+            .map(|(_, call)| call.clone())
+            .collect())
+    }
+
+    async fn take_call(
+        &self,
+        device: &DeviceId,
+        request_id: &str,
+        at: crate::domain::timestamp::Timestamp,
+    ) -> Result<crate::ports::CallChange, StoreError> {
+        use crate::domain::method::MethodState;
+        let mut calls = lock(&self.calls);
+        Ok(
+            match calls.get_mut(&(device.clone(), request_id.to_owned())) {
+                Some(call) if call.state == MethodState::Pending => {
+                    call.state = MethodState::Taken { at };
+                    crate::ports::CallChange::Changed
+                }
+                _ => crate::ports::CallChange::NotApplicable,
+            },
+        )
+    }
+
+    async fn answer_call(
+        &self,
+        device: &DeviceId,
+        generation_id: &str,
+        request_id: &str,
+        response: &crate::domain::method::MethodResponse,
+    ) -> Result<crate::ports::CallChange, StoreError> {
+        use crate::domain::method::MethodState;
+        let mut calls = lock(&self.calls);
+        Ok(
+            match calls.get_mut(&(device.clone(), request_id.to_owned())) {
+                Some(call)
+                    if matches!(call.state, MethodState::Taken { .. })
+                        && call.generation_id == generation_id =>
+                {
+                    call.state = MethodState::Answered {
+                        response: response.clone(),
+                    };
+                    crate::ports::CallChange::Changed
+                }
+                _ => crate::ports::CallChange::NotApplicable,
+            },
+        )
+    }
+
+    async fn remove_call(
+        &self,
+        device: &DeviceId,
+        request_id: &str,
+        only_pending: bool,
+    ) -> Result<crate::ports::CallChange, StoreError> {
+        let mut calls = lock(&self.calls);
+        let key = (device.clone(), request_id.to_owned());
+        let removable = calls.get(&key).is_some_and(|call| {
+            !only_pending || call.state == crate::domain::method::MethodState::Pending
+        });
+        Ok(if removable {
+            calls.remove(&key);
+            crate::ports::CallChange::Changed
+        } else {
+            crate::ports::CallChange::NotApplicable
+        })
     }
 }

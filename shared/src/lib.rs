@@ -12,6 +12,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod ports;
+pub mod query;
 pub mod routes;
 
 #[cfg(feature = "aws")]

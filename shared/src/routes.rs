@@ -97,6 +97,11 @@ pub enum Operation {
     CloseAlert,
     DescribeSession,
     ListFleet,
+    QueryDevices,
+    ServiceStatistics,
+    InvokeMethod,
+    DeviceReceiveMethod,
+    DeviceRespondMethod,
     DashboardIndex,
     DashboardAsset,
 }
@@ -292,6 +297,36 @@ pub const ROUTES: &[Route] = &[
         operation: Operation::ListFleet,
         function: Function::Registry,
         access: Access::Service(Permission::RegistryRead),
+    },
+    Route {
+        key: "POST /devices/query",
+        operation: Operation::QueryDevices,
+        function: Function::Registry,
+        access: Access::Service(Permission::RegistryRead),
+    },
+    Route {
+        key: "GET /statistics/service",
+        operation: Operation::ServiceStatistics,
+        function: Function::Registry,
+        access: Access::Service(Permission::RegistryRead),
+    },
+    Route {
+        key: "POST /twins/{id}/methods",
+        operation: Operation::InvokeMethod,
+        function: Function::Registry,
+        access: Access::Service(Permission::ServiceConnect),
+    },
+    Route {
+        key: "GET /devices/{id}/methods",
+        operation: Operation::DeviceReceiveMethod,
+        function: Function::Registry,
+        access: Access::Device,
+    },
+    Route {
+        key: "POST /devices/{id}/methods/{requestId}/response",
+        operation: Operation::DeviceRespondMethod,
+        function: Function::Registry,
+        access: Access::Device,
     },
     Route {
         key: "GET /ui",

@@ -126,6 +126,8 @@ pub struct Stats {
     pub commands_completed: AtomicU64,
     pub commands_rejected: AtomicU64,
     pub commands_abandoned: AtomicU64,
+    /// Direct method calls answered (any status).
+    pub methods_answered: AtomicU64,
     pub reported_updates: AtomicU64,
     pub desired_applied: AtomicU64,
     pub other_failures: AtomicU64,
@@ -143,6 +145,7 @@ pub struct StatsSnapshot {
     pub commands_completed: u64,
     pub commands_rejected: u64,
     pub commands_abandoned: u64,
+    pub methods_answered: u64,
     pub reported_updates: u64,
     pub desired_applied: u64,
     pub other_failures: u64,
@@ -161,6 +164,7 @@ impl Stats {
             commands_completed: get(&self.commands_completed),
             commands_rejected: get(&self.commands_rejected),
             commands_abandoned: get(&self.commands_abandoned),
+            methods_answered: get(&self.methods_answered),
             reported_updates: get(&self.reported_updates),
             desired_applied: get(&self.desired_applied),
             other_failures: get(&self.other_failures),
@@ -422,6 +426,7 @@ impl Player {
             }
             if now >= next_c2d {
                 self.receive_commands(millis(Instant::now())).await;
+                self.answer_methods(millis(Instant::now())).await;
                 next_c2d = Instant::now() + self.options.c2d_poll;
             }
             if let Some(patch) = self.device.take_reported(millis(Instant::now())) {
@@ -493,6 +498,40 @@ impl Player {
             if outcome.disposition == Disposition::Abandon {
                 // It will be there again; give the device time before taking it once more.
                 return;
+            }
+        }
+    }
+
+    /// Answers the direct method calls waiting for the device: its commands by name, with the
+    /// HTTP status of what it did (200 done, 400 refused, 503 busy) and the reason.
+    async fn answer_methods(&mut self, now: u64) {
+        for _ in 0..10 {
+            let call = match self.client.receive_method(Duration::ZERO).await {
+                Ok(Some(call)) => call,
+                Ok(None) => return,
+                Err(_) => {
+                    bump(&self.stats.other_failures, 1);
+                    return;
+                }
+            };
+            let body = serde_json::json!({ "name": call.method_name, "payload": call.payload });
+            let outcome = self.device.command(body.to_string().as_bytes(), now);
+            let status = match outcome.disposition {
+                Disposition::Complete => 200,
+                Disposition::Reject => 400,
+                Disposition::Abandon => 503,
+            };
+            let payload = match &outcome.reason {
+                Some(reason) => serde_json::json!({ "result": "not done", "reason": reason }),
+                None => serde_json::json!({ "result": "done" }),
+            };
+            match self
+                .client
+                .respond_method(&call.request_id, status, &payload)
+                .await
+            {
+                Ok(()) => bump(&self.stats.methods_answered, 1),
+                Err(_) => bump(&self.stats.other_failures, 1),
             }
         }
     }

@@ -217,9 +217,9 @@ async fn run_fleet(args: RunArgs) -> Result<(), String> {
                     println!("{line}");
                 } else if let Some(bar) = &bar {
                     bar.set_message(format!(
-                        "{} devices | sent {} ({rate:.1}/s, {} failed) | commands {} done, {} rejected, {} abandoned | reported {} | desired {}",
+                        "{} devices | sent {} ({rate:.1}/s, {} failed) | commands {} done, {} rejected, {} abandoned | methods {} | reported {} | desired {}",
                         now.registered, now.messages_sent, now.send_failures, now.commands_completed,
-                        now.commands_rejected, now.commands_abandoned, now.reported_updates, now.desired_applied,
+                        now.commands_rejected, now.commands_abandoned, now.methods_answered, now.reported_updates, now.desired_applied,
                     ));
                     bar.tick();
                 }

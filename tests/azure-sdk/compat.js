@@ -6,12 +6,12 @@
 // the registry and lets the device client's HTTP receiver (polling every second) receive and
 // complete one cloud-to-device message; phase `registry` manages devices and twins with the
 // service SDK's Registry: update, bulk add/update/remove, list, statistics, twin get and update
-// (with a stale etag refused), delete.
+// (with a stale etag refused), twin queries paged and counted, delete.
 //
 // Env: OWNER_CONNECTION_STRING, DEVICE_ID, PHASE; NODE_EXTRA_CA_CERTS trusts the gateway's certificate.
 'use strict';
 
-const { Registry } = require('azure-iothub');
+const { Registry, Client: ServiceClient } = require('azure-iothub');
 const { Client, Message } = require('azure-iot-device');
 const { Http } = require('azure-iot-device-http');
 
@@ -79,6 +79,22 @@ async function manageRegistry() {
   summary.twinAfter = { version: twin.properties.desired.$version, tags: twin.tags, rate: twin.properties.desired.rate };
   summary.staleTwinUpdate = await errorName(registry.updateTwin(first, { tags: { late: true } }, staleEtag));
 
+  // Twin queries, a page of 2 at a time, as the SDK pages them (x-ms-continuation).
+  const run = process.env.DEVICE_ID;
+  for (const id of [first, second, third]) await registry.updateTwin(id, { tags: { sdkRun: run } }, '*');
+  const query = registry.createQuery(`SELECT * FROM devices WHERE tags.sdkRun = '${run}'`, 2);
+  const found = [];
+  let pages = 0;
+  while (query.hasMoreResults) {
+    const page = (await query.nextAsTwin()).result;
+    pages += 1;
+    found.push(...page.map((t) => t.deviceId));
+  }
+  summary.query = { pages, found: found.sort() };
+  const counted = (await registry.createQuery(`SELECT COUNT() AS devices FROM devices WHERE tags.sdkRun = '${run}'`).next()).result;
+  summary.queryCount = counted;
+  summary.badQuery = await errorName(registry.createQuery('SELECT * FROM devices WHERE').next());
+
   summary.bulkRemove = (await registry.removeDevices([{ deviceId: second }, { deviceId: third }], true)).responseBody;
   await registry.delete(first);
   summary.afterDelete = await errorName(registry.get(first));
@@ -86,8 +102,28 @@ async function manageRegistry() {
   console.log(JSON.stringify(summary));
 }
 
+// Phase `method`: the service SDK's Client invokes a direct method (REST) that the Rust test's
+// device answers over the hub's HTTPS extension, then one that no device takes.
+async function invokeMethod() {
+  const client = ServiceClient.fromConnectionString(process.env.OWNER_CONNECTION_STRING);
+  const deviceId = process.env.DEVICE_ID;
+  const answered = (await client.invokeDeviceMethod(deviceId, {
+    methodName: 'reboot', payload: { delay: 1 }, responseTimeoutInSeconds: 15, connectTimeoutInSeconds: 10,
+  })).result;
+  let unanswered = null;
+  try {
+    await client.invokeDeviceMethod(deviceId, {
+      methodName: 'reboot', payload: null, responseTimeoutInSeconds: 5, connectTimeoutInSeconds: 0,
+    });
+  } catch (error) {
+    unanswered = { name: error.constructor.name, message: String(error.message) };
+  }
+  console.log(JSON.stringify({ answered, unanswered }));
+}
+
 async function main() {
   if (process.env.PHASE === 'receive') return receiveOne();
+  if (process.env.PHASE === 'method') return invokeMethod();
   if (process.env.PHASE === 'registry') return manageRegistry();
   const owner = process.env.OWNER_CONNECTION_STRING;
   const deviceId = process.env.DEVICE_ID;

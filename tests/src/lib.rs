@@ -434,6 +434,7 @@ impl RegisteredDevice {
 }
 
 /// A thin reqwest wrapper: paths relative to the gateway, `api-version` added as the SDKs do.
+#[derive(Clone)]
 pub struct Client {
     pub base: String,
     pub inner: reqwest::Client,

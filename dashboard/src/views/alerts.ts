@@ -1,5 +1,5 @@
 import { Alert } from '../api';
-import { App, errorText } from '../app';
+import { App, errorText, groupMembers } from '../app';
 import { download, toCsv } from '../csv';
 import { ago, h, replace } from '../dom';
 
@@ -41,13 +41,17 @@ export async function alerts(app: App, root: HTMLElement, query: URLSearchParams
   };
   const load = async () => {
     try {
-      const found = await app.api.alerts({
-        active: state.value === 'active' ? true : undefined,
-        state: review.value || undefined,
-        ruleId: rule.value.trim() || undefined,
-        deviceId: device.value.trim() || undefined,
-      });
+      const [found, members] = await Promise.all([
+        app.api.alerts({
+          active: state.value === 'active' ? true : undefined,
+          state: review.value || undefined,
+          ruleId: rule.value.trim() || undefined,
+          deviceId: device.value.trim() || undefined,
+        }),
+        app.rights.registryRead ? groupMembers(app) : Promise.resolve(null),
+      ]);
       const shown = found
+        .filter((a) => !members || members.has(a.deviceId))
         .filter((a) => !severity.value || a.severity === severity.value)
         .sort((a, b) => String(b.raisedAt ?? '').localeCompare(String(a.raisedAt ?? '')));
       replace(list, table(shown, app.rights.serviceConnect ? act : null));

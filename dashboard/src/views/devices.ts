@@ -1,17 +1,22 @@
-import { Alert, FleetDevice } from '../api';
+import { Alert, FleetDevice, Page, Twin, fleetRow } from '../api';
 import { App, errorText } from '../app';
+import { condition } from '../group';
 import { download, toCsv } from '../csv';
 import { ago, h, replace } from '../dom';
 
 const PAGE_SIZE = 50;
 
-/** The fleet, one page (one request) at a time, with each device's open alerts. */
+/** The fleet (or the chosen group), one page (one request) at a time, with each device's open
+ * alerts; a search by id prefix runs over the whole fleet as a twin query. */
 export async function devices(app: App, root: HTMLElement): Promise<void> {
   const table = h('div', { 'data-test': 'device-table' }, 'Loading…');
   const pager = h('div', { class: 'pager' });
+  const search = h('input', { type: 'search', placeholder: 'Search all devices: id starts with', 'data-test': 'device-search' }) as HTMLInputElement;
   const filter = h('input', { type: 'search', placeholder: 'Filter this page by id, model or firmware' }) as HTMLInputElement;
   const create = app.rights.registryWrite ? createForm(app) : null;
-  replace(root, h('h1', {}, 'Devices'), create, h('div', { class: 'toolbar' }, filter, pager), table);
+  const title = app.group ? `Devices: ${app.group.path} = ${String(app.group.value)}` : 'Devices';
+  const searchForm = h('form', { class: 'inline' }, search);
+  replace(root, h('h1', {}, title), create, h('div', { class: 'toolbar' }, searchForm, filter, pager), table);
 
   // Continuation tokens of the pages seen so far, so "previous" needs no re-scan.
   const pages: (string | null)[] = [null];
@@ -75,10 +80,19 @@ export async function devices(app: App, root: HTMLElement): Promise<void> {
     );
   };
 
+  // The whole fleet is the registry's own list; a group or a search is a twin query (the tag
+  // index answers a group).
+  const fetchPage = async (): Promise<Page<FleetDevice>> => {
+    const where = condition(app.group, search.value);
+    if (!where) return app.api.fleet(PAGE_SIZE, pages[index]);
+    const page = await app.api.query<Twin>(`SELECT * FROM devices WHERE ${where}`, PAGE_SIZE, pages[index]);
+    return { items: page.items.map(fleetRow), continuation: page.continuation };
+  };
+
   const load = async () => {
     try {
       const [page, active] = await Promise.all([
-        app.api.fleet(PAGE_SIZE, pages[index]),
+        fetchPage(),
         app.rights.serviceConnect ? app.api.alerts({ active: true }) : Promise.resolve([] as Alert[]),
       ]);
       rows = page.items;
@@ -97,6 +111,12 @@ export async function devices(app: App, root: HTMLElement): Promise<void> {
     }
   };
   filter.addEventListener('input', draw);
+  searchForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    pages.length = 1;
+    index = 0;
+    void load();
+  });
   await load();
 }
 

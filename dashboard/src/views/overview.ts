@@ -1,27 +1,66 @@
 import { Alert } from '../api';
-import { App, errorText } from '../app';
+import { App, errorText, groupMembers } from '../app';
+import { condition } from '../group';
 import { download, toCsv } from '../csv';
 import { h, replace } from '../dom';
 
 const SEVERITIES = ['critical', 'error', 'warning', 'info'];
 
-/** Device counts, open alerts by severity, and the rules and devices that alert most. */
+interface Counts {
+  total: number;
+  enabled: number;
+  disabled: number;
+  /** Active within the hub's connected window (5 minutes unless configured). */
+  connected: number;
+}
+
+/** The fleet's counts from the registry's statistics, or a group's from one GROUP BY query. */
+async function deviceCounts(app: App): Promise<Counts | null> {
+  if (!app.rights.registryRead) return null;
+  if (!app.group) {
+    const [statistics, connected] = await Promise.all([app.api.statistics(), app.api.connectedCount()]);
+    return {
+      total: statistics.totalDeviceCount,
+      enabled: statistics.enabledDeviceCount,
+      disabled: statistics.disabledDeviceCount,
+      connected,
+    };
+  }
+  const rows = await app.api.queryAll<{ status?: string; connectionState?: string; devices: number }>(
+    `SELECT status, connectionState, COUNT() AS devices FROM devices WHERE ${condition(app.group) ?? 'true'} GROUP BY status, connectionState`,
+  );
+  const sum = (keep: (r: (typeof rows)[number]) => boolean) => rows.filter(keep).reduce((n, r) => n + r.devices, 0);
+  return {
+    total: sum(() => true),
+    enabled: sum((r) => r.status === 'enabled'),
+    disabled: sum((r) => r.status === 'disabled'),
+    connected: sum((r) => r.connectionState === 'Connected'),
+  };
+}
+
+/** Device counts (connected and silent among them), open alerts by severity, and the rules and
+ * devices that alert most; all of the chosen group when there is one. */
 export async function overview(app: App, root: HTMLElement): Promise<void> {
   const counts = h('section', { class: 'cards', 'data-test': 'counts' }, 'Loading…');
   const alerts = h('section', { class: 'panels' });
-  replace(root, h('h1', {}, 'Overview'), counts, alerts);
+  const title = app.group ? `Overview: ${app.group.path} = ${String(app.group.value)}` : 'Overview';
+  replace(root, h('h1', {}, title), counts, alerts);
 
   const refresh = async () => {
     try {
-      const [statistics, active] = await Promise.all([
-        app.rights.registryRead ? app.api.statistics() : Promise.resolve(null),
+      const [statistics, all, members] = await Promise.all([
+        deviceCounts(app),
         app.rights.serviceConnect ? app.api.alerts({ active: true }) : Promise.resolve(null),
+        app.rights.serviceConnect ? groupMembers(app) : Promise.resolve(null),
       ]);
+      const active = all && (members ? all.filter((a) => members.has(a.deviceId)) : all);
       replace(
         counts,
-        statistics && card('Devices', statistics.totalDeviceCount, 'total'),
-        statistics && card('Enabled', statistics.enabledDeviceCount, 'enabled'),
-        statistics && card('Disabled', statistics.disabledDeviceCount, 'disabled'),
+        statistics && card('Devices', statistics.total, 'total'),
+        statistics && card('Enabled', statistics.enabled, 'enabled'),
+        statistics && card('Disabled', statistics.disabled, 'disabled'),
+        statistics && card('Connected', statistics.connected, 'connected'),
+        statistics && card('Silent', Math.max(0, statistics.enabled - statistics.connected), 'silent'),
         active && card('Open alerts', active.length, 'open-alerts'),
       );
       replace(alerts, ...(active ? alertPanels(active) : [h('p', {}, 'This policy cannot read alerts.')]));

@@ -9,12 +9,16 @@ use hub_shared::domain::registry::{
 };
 use hub_shared::error::ApiError;
 use hub_shared::http::{AuthorizedRequest, HandlerError, Response};
-use hub_shared::ports::{DeviceRegistry, IfMatch, PolicyStore, QueueSender, TwinStore};
+use hub_shared::ports::{
+    DeviceRegistry, IfMatch, MethodCalls, PolicyStore, QueueSender, TwinStore,
+};
 
 use crate::RegistryHandler;
 use crate::devices::RegistryError;
 
-impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender> RegistryHandler<R, T, P, Q> {
+impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodCalls>
+    RegistryHandler<R, T, P, Q, M>
+{
     pub(crate) async fn bulk(
         &self,
         request: &AuthorizedRequest<'_>,

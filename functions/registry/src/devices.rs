@@ -13,8 +13,8 @@ use hub_shared::domain::timestamp::Timestamp;
 use hub_shared::error::{ApiError, ErrorCode};
 use hub_shared::http::{AuthorizedRequest, HandlerError, Response, parse_if_match};
 use hub_shared::ports::{
-    CreateOutcome, DeleteOutcome, DeviceRegistry, IfMatch, PolicyStore, QueueSender, TwinStore,
-    UpdateOutcome,
+    CreateOutcome, DeleteOutcome, DeviceRegistry, IfMatch, MethodCalls, PolicyStore, QueueSender,
+    TwinStore, UpdateOutcome,
 };
 
 use crate::RegistryHandler;
@@ -105,7 +105,9 @@ fn updated_keys(
     ))
 }
 
-impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender> RegistryHandler<R, T, P, Q> {
+impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodCalls>
+    RegistryHandler<R, T, P, Q, M>
+{
     pub(crate) async fn put_device(
         &self,
         request: &AuthorizedRequest<'_>,
@@ -263,6 +265,12 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender> RegistryHa
         condition: &IfMatch,
     ) -> Result<(), RegistryError> {
         let current = self.current(device_id, condition).await?;
+        // Read first: the twin goes with the device, and its tag index entries after it.
+        let twin = self
+            .twins
+            .get_twin(device_id)
+            .await?
+            .filter(|t| t.generation_id == current.generation_id);
         let event = self.lifecycle_event(LifecycleOperation::DeleteDeviceIdentity, &current);
         match self
             .registry
@@ -271,6 +279,12 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender> RegistryHa
         {
             DeleteOutcome::Deleted => {
                 self.publish(&event).await;
+                if let Some(twin) = twin
+                    && let Err(error) = self.twins.forget_tags(device_id, &twin).await
+                {
+                    // Queries skip entries of deleted devices; this one costs a read each time.
+                    tracing::warn!(device = %device_id, error = %hub_shared::error::Chain(&error), "tag index entries of a deleted device stay");
+                }
                 Ok(())
             }
             DeleteOutcome::NotFound => Err(not_found(device_id).into()),

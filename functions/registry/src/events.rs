@@ -9,11 +9,15 @@ use hub_shared::domain::device::Device;
 use hub_shared::domain::registry::{LifecycleEvent, LifecycleOperation};
 use hub_shared::domain::timestamp::Timestamp;
 use hub_shared::error::Chain;
-use hub_shared::ports::{DeviceRegistry, PolicyStore, QueueSender, StoreError, TwinStore};
+use hub_shared::ports::{
+    DeviceRegistry, MethodCalls, PolicyStore, QueueSender, StoreError, TwinStore,
+};
 
 use crate::RegistryHandler;
 
-impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender> RegistryHandler<R, T, P, Q> {
+impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodCalls>
+    RegistryHandler<R, T, P, Q, M>
+{
     pub(crate) fn lifecycle_event(
         &self,
         op_type: LifecycleOperation,

@@ -6,20 +6,29 @@ pub mod bulk;
 pub mod devices;
 pub mod events;
 pub mod fleet;
+pub mod methods;
 pub mod policies;
+pub mod query;
+mod query_plan;
+pub mod statistics;
 pub mod twins;
 
 use std::time::Duration;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use hub_shared::aws::{
-    Clients, DynamoDbDeviceRegistry, DynamoDbPolicyStore, DynamoDbTwinStore, SqsQueue,
+    Clients, DynamoDbDeviceRegistry, DynamoDbMethodCalls, DynamoDbPolicyStore, DynamoDbTwinStore,
+    SqsQueue,
 };
 use hub_shared::clock::SharedClock;
 use hub_shared::config::{ConfigError, Env, vars};
+use hub_shared::domain::device::Device;
+use hub_shared::domain::timestamp::Timestamp;
 use hub_shared::http::{HandlerError, HttpRequest, Response, record_activity, respond};
 use hub_shared::lambda::{Function, InvocationError};
-use hub_shared::ports::{ActivityRecorder, DeviceRegistry, PolicyStore, QueueSender, TwinStore};
+use hub_shared::ports::{
+    ActivityRecorder, DeviceRegistry, MethodCalls, PolicyStore, QueueSender, TwinStore,
+};
 use hub_shared::routes::{Access, Operation};
 use serde_json::Value;
 
@@ -31,8 +40,11 @@ pub struct RegistryConfig {
     pub host_name: String,
     pub registry_table: String,
     pub twins_table: String,
+    pub twin_tags_table: String,
+    pub method_calls_table: String,
     pub policies_table: String,
     pub registry_events_queue_url: String,
+    pub connected_window: Duration,
 }
 
 impl RegistryConfig {
@@ -41,15 +53,26 @@ impl RegistryConfig {
             host_name: env.required(vars::HOST_NAME)?,
             registry_table: env.required(vars::REGISTRY_TABLE)?,
             twins_table: env.required(vars::TWINS_TABLE)?,
+            twin_tags_table: env.required(vars::TWIN_TAGS_TABLE)?,
+            method_calls_table: env.required(vars::METHOD_CALLS_TABLE)?,
             policies_table: env.required(vars::POLICIES_TABLE)?,
             registry_events_queue_url: env.required(vars::REGISTRY_EVENTS_QUEUE_URL)?,
+            connected_window: env.seconds_or(
+                vars::CONNECTED_WINDOW_SECONDS,
+                DEFAULT_CONNECTED_WINDOW.as_secs(),
+            )?,
         })
     }
 }
 
 /// The function as deployed: devices, twins and policies in DynamoDB, lifecycle events to SQS.
-pub type Handler =
-    RegistryHandler<DynamoDbDeviceRegistry, DynamoDbTwinStore, DynamoDbPolicyStore, SqsQueue>;
+pub type Handler = RegistryHandler<
+    DynamoDbDeviceRegistry,
+    DynamoDbTwinStore,
+    DynamoDbPolicyStore,
+    SqsQueue,
+    DynamoDbMethodCalls,
+>;
 
 /// Builds the function from its configuration, as its `main` does at cold start and the local
 /// gateway does for its in-process functions.
@@ -57,46 +80,81 @@ pub fn build(config: &RegistryConfig, clients: &Clients) -> Handler {
     RegistryHandler::new(
         DynamoDbDeviceRegistry::new(clients.dynamodb.clone(), &config.registry_table)
             .with_twins_table(&config.twins_table),
-        DynamoDbTwinStore::new(clients.dynamodb.clone(), &config.twins_table),
+        DynamoDbTwinStore::new(clients.dynamodb.clone(), &config.twins_table)
+            .with_tag_index(&config.twin_tags_table),
         DynamoDbPolicyStore::new(clients.dynamodb.clone(), &config.policies_table),
         SqsQueue::new(clients.sqs.clone(), &config.registry_events_queue_url),
+        DynamoDbMethodCalls::new(clients.dynamodb.clone(), &config.method_calls_table),
         &config.host_name,
     )
+    .with_connected_window(config.connected_window)
 }
 
-pub struct RegistryHandler<R, T, P, Q> {
+pub struct RegistryHandler<R, T, P, Q, M> {
     pub registry: R,
     pub twins: T,
     pub policies: P,
     /// Where device lifecycle events go.
     pub events: Q,
+    /// Direct method calls while they are waited for.
+    pub methods: M,
     pub hub_name: String,
     /// How long an event may wait in the outbox before the sweep takes it as lost in transit
     /// (rather than about to be published by the request that wrote it).
     pub outbox_grace: Duration,
+    /// A device active this recently counts as connected.
+    pub connected_window: Duration,
     pub clock: SharedClock,
+}
+
+/// How recently a device must have been active to count as connected, unless configured.
+pub const DEFAULT_CONNECTED_WINDOW: Duration = Duration::from_secs(300);
+
+impl<R, T, P, Q, M> RegistryHandler<R, T, P, Q, M> {
+    /// Whether `device` counts as connected at `now`: HTTP devices hold no connection, so
+    /// "connected" means active within the window.
+    pub fn connected(&self, device: &Device, now: Timestamp) -> bool {
+        let since = now.unix_millis()
+            - i64::try_from(self.connected_window.as_millis()).unwrap_or(i64::MAX);
+        device.last_activity_time.unix_millis() >= since
+    }
 }
 
 /// Longest a device may wait for a desired-properties change (`waitSeconds`).
 pub const MAX_WAIT: Duration = Duration::from_secs(20);
 
-impl<R, T, P, Q> RegistryHandler<R, T, P, Q>
+impl<R, T, P, Q, M> RegistryHandler<R, T, P, Q, M>
 where
     R: DeviceRegistry + ActivityRecorder,
     T: TwinStore,
     P: PolicyStore,
     Q: QueueSender,
+    M: MethodCalls,
 {
-    pub fn new(registry: R, twins: T, policies: P, events: Q, hub_name: impl Into<String>) -> Self {
+    pub fn new(
+        registry: R,
+        twins: T,
+        policies: P,
+        events: Q,
+        methods: M,
+        hub_name: impl Into<String>,
+    ) -> Self {
         Self {
             registry,
             twins,
             policies,
             events,
+            methods,
             hub_name: hub_name.into(),
             outbox_grace: Duration::from_secs(30),
+            connected_window: DEFAULT_CONNECTED_WINDOW,
             clock: hub_shared::clock::system(),
         }
+    }
+
+    pub fn with_connected_window(mut self, window: Duration) -> Self {
+        self.connected_window = window;
+        self
     }
 
     /// Takes the time from `clock` (tests).
@@ -144,17 +202,23 @@ where
             Operation::RegeneratePolicyKey => self.regenerate_key(&request).await,
             Operation::DescribeSession => self.describe_session(&request),
             Operation::ListFleet => self.list_fleet(&request).await,
+            Operation::QueryDevices => self.query_devices(&request).await,
+            Operation::ServiceStatistics => self.service_statistics().await,
+            Operation::InvokeMethod => self.invoke_method(&request).await,
+            Operation::DeviceReceiveMethod => self.receive_method(&request).await,
+            Operation::DeviceRespondMethod => self.respond_method(&request).await,
             _ => Err(request.not_served("the registry").into()),
         }
     }
 }
 
-impl<R, T, P, Q> Function for RegistryHandler<R, T, P, Q>
+impl<R, T, P, Q, M> Function for RegistryHandler<R, T, P, Q, M>
 where
     R: DeviceRegistry + ActivityRecorder,
     T: TwinStore,
     P: PolicyStore,
     Q: QueueSender,
+    M: MethodCalls,
 {
     /// Dispatches on the event's shape: a scheduled sweep of the event outbox (`detail-type`), or
     /// an API Gateway request. A sweep that fails fails the invocation.

@@ -6,7 +6,9 @@ use hub_shared::domain::policy::AccessPolicy;
 use hub_shared::domain::sas::SymmetricKey;
 use hub_shared::error::{ApiError, ErrorCode};
 use hub_shared::http::{AuthorizedRequest, HandlerError, Response};
-use hub_shared::ports::{DeviceRegistry, KeySlot, PolicyStore, QueueSender, TwinStore};
+use hub_shared::ports::{
+    DeviceRegistry, KeySlot, MethodCalls, PolicyStore, QueueSender, TwinStore,
+};
 use serde_json::{Value, json};
 
 use crate::RegistryHandler;
@@ -21,7 +23,9 @@ fn rule(policy: &AccessPolicy) -> Value {
     })
 }
 
-impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender> RegistryHandler<R, T, P, Q> {
+impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodCalls>
+    RegistryHandler<R, T, P, Q, M>
+{
     pub(crate) async fn list_policies(&self) -> Result<ApiGatewayV2httpResponse, HandlerError> {
         let policies = self.policies.list_policies().await?;
         Ok(Response::json(

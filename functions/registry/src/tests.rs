@@ -13,16 +13,21 @@ use hub_shared::domain::policy::{Permission, Rights};
 use hub_shared::domain::registry::{BulkRegistryOperationResult, LifecycleEvent};
 use hub_shared::domain::sas::SymmetricKey;
 use hub_shared::fakes::{
-    InMemoryPolicies, InMemoryQueue, InMemoryRegistry, InMemoryTwins, RequestBuilder,
-    built_in_policies, device, error_code, response_body,
+    InMemoryMethodCalls, InMemoryPolicies, InMemoryQueue, InMemoryRegistry, InMemoryTwins,
+    RequestBuilder, built_in_policies, device, error_code, response_body,
 };
 use hub_shared::http::AuthContext;
 use serde_json::{Value, json};
 
 use super::*;
 
-type TestHandler =
-    RegistryHandler<InMemoryRegistry, InMemoryTwins, InMemoryPolicies, InMemoryQueue>;
+type TestHandler = RegistryHandler<
+    InMemoryRegistry,
+    InMemoryTwins,
+    InMemoryPolicies,
+    InMemoryQueue,
+    InMemoryMethodCalls,
+>;
 
 fn handler_with(
     devices: impl IntoIterator<Item = hub_shared::domain::device::Device>,
@@ -32,6 +37,7 @@ fn handler_with(
         InMemoryTwins::default(),
         InMemoryPolicies::with(built_in_policies()),
         InMemoryQueue::default(),
+        InMemoryMethodCalls::default(),
         "hub.example",
     )
 }

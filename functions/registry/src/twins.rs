@@ -12,7 +12,9 @@ use hub_shared::domain::device_id::DeviceId;
 use hub_shared::domain::twin::{SectionKind, Twin};
 use hub_shared::error::{ApiError, ErrorCode};
 use hub_shared::http::{AuthorizedRequest, HandlerError, Response, parse_if_match};
-use hub_shared::ports::{DeviceRegistry, IfMatch, PolicyStore, QueueSender, TwinStore, TwinWrite};
+use hub_shared::ports::{
+    DeviceRegistry, IfMatch, MethodCalls, PolicyStore, QueueSender, TwinStore, TwinWrite,
+};
 use serde_json::{Value, json};
 
 use crate::devices::{not_found, path_device};
@@ -25,8 +27,26 @@ fn bad(message: impl Into<String>) -> HandlerError {
     ApiError::bad_request(message).into()
 }
 
+/// A device's `waitSeconds` (0 to `MAX_WAIT`; none: do not wait).
+pub(crate) fn wait_seconds(request: &AuthorizedRequest<'_>) -> Result<Duration, HandlerError> {
+    match request.http.query("waitSeconds") {
+        None => Ok(Duration::ZERO),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .map(Duration::from_secs)
+            .filter(|w| *w <= MAX_WAIT)
+            .ok_or_else(|| {
+                bad(format!(
+                    "waitSeconds must be a whole number from 0 to {}",
+                    MAX_WAIT.as_secs()
+                ))
+            }),
+    }
+}
+
 /// Azure's twin JSON: identity fields of the device and the twin document.
-fn twin_json(device: &Device, twin: &Twin) -> Value {
+pub(crate) fn twin_json(device: &Device, twin: &Twin, connected: bool) -> Value {
     json!({
         "deviceId": device.device_id,
         "etag": twin.etag(),
@@ -34,7 +54,7 @@ fn twin_json(device: &Device, twin: &Twin) -> Value {
         "status": device.status,
         "statusReason": device.status_reason,
         "statusUpdateTime": device.status_updated_time,
-        "connectionState": "Disconnected",
+        "connectionState": if connected { "Connected" } else { "Disconnected" },
         "lastActivityTime": device.last_activity_time,
         "cloudToDeviceMessageCount": device.cloud_to_device_message_count,
         "authenticationType": "sas",
@@ -46,9 +66,9 @@ fn twin_json(device: &Device, twin: &Twin) -> Value {
     })
 }
 
-fn twin_response(device: &Device, twin: &Twin) -> ApiGatewayV2httpResponse {
+fn twin_response(device: &Device, twin: &Twin, connected: bool) -> ApiGatewayV2httpResponse {
     Response::with_header(
-        Response::json(200, &twin_json(device, twin)),
+        Response::json(200, &twin_json(device, twin, connected)),
         "etag",
         &format!("\"{}\"", twin.etag()),
     )
@@ -66,12 +86,14 @@ enum Change {
     Reported(Value),
 }
 
-impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender> RegistryHandler<R, T, P, Q> {
+impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodCalls>
+    RegistryHandler<R, T, P, Q, M>
+{
     /// The device and its twin (a fresh one if none is stored for this generation).
     async fn device_and_twin(
         &self,
         device_id: &DeviceId,
-    ) -> Result<(Device, Twin, Option<u64>), HandlerError> {
+    ) -> Result<(Device, Twin, Option<Twin>), HandlerError> {
         let device = self
             .registry
             .get_device(device_id)
@@ -82,9 +104,10 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender> RegistryHa
             .get_twin(device_id)
             .await?
             .filter(|t| t.generation_id == device.generation_id);
-        let expected = stored.as_ref().map(|t| t.version);
-        let twin = stored.unwrap_or_else(|| Twin::new(&device.generation_id));
-        Ok((device, twin, expected))
+        let twin = stored
+            .clone()
+            .unwrap_or_else(|| Twin::new(&device.generation_id));
+        Ok((device, twin, stored))
     }
 
     pub(crate) async fn get_twin(
@@ -92,7 +115,11 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender> RegistryHa
         request: &AuthorizedRequest<'_>,
     ) -> Result<ApiGatewayV2httpResponse, HandlerError> {
         let (device, twin, _) = self.device_and_twin(&path_device(request)?).await?;
-        Ok(twin_response(&device, &twin))
+        Ok(twin_response(
+            &device,
+            &twin,
+            self.connected(&device, self.clock.now()),
+        ))
     }
 
     /// `PATCH /twins/{id}` (merge tags and desired) or `PUT /twins/{id}` (replace them).
@@ -131,7 +158,11 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender> RegistryHa
         let (device, twin) = self
             .change_twin(&path_device(request)?, &condition, &change)
             .await?;
-        Ok(twin_response(&device, &twin))
+        Ok(twin_response(
+            &device,
+            &twin,
+            self.connected(&device, self.clock.now()),
+        ))
     }
 
     /// Applies a change with optimistic concurrency: read, change, write if the version is
@@ -143,7 +174,7 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender> RegistryHa
         change: &Change,
     ) -> Result<(Device, Twin), HandlerError> {
         for attempt in 0..MAX_WRITE_ATTEMPTS {
-            let (device, mut twin, expected) = self.device_and_twin(device_id).await?;
+            let (device, mut twin, stored) = self.device_and_twin(device_id).await?;
             if let IfMatch::Etag(etag) = condition
                 && *etag != twin.etag()
             {
@@ -172,11 +203,7 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender> RegistryHa
             applied.map_err(|e| bad(e.to_string()))?;
             match self
                 .twins
-                .put_twin(
-                    device_id,
-                    &twin,
-                    expected.map(|v| (v, device.generation_id.as_str())),
-                )
+                .put_twin(device_id, &twin, stored.as_ref())
                 .await?
             {
                 TwinWrite::Written => return Ok((device, twin)),
@@ -252,20 +279,7 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender> RegistryHa
                     .map_err(|_| bad("sinceVersion must be a whole number"))
             })
             .transpose()?;
-        let wait = match request.http.query("waitSeconds") {
-            None => Duration::ZERO,
-            Some(v) => v
-                .parse::<u64>()
-                .ok()
-                .map(Duration::from_secs)
-                .filter(|w| *w <= MAX_WAIT)
-                .ok_or_else(|| {
-                    bad(format!(
-                        "waitSeconds must be a whole number from 0 to {}",
-                        MAX_WAIT.as_secs()
-                    ))
-                })?,
-        };
+        let wait = wait_seconds(request)?;
         let deadline = tokio::time::Instant::now() + wait;
         let mut pause = Duration::from_millis(100);
         let (device, mut twin, _) = self.device_and_twin(&device_id).await?;

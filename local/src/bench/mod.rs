@@ -4,6 +4,7 @@
 mod analytics;
 mod c2d;
 mod cold_start;
+mod query;
 mod twins;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use hub_shared::domain::sas::SymmetricKey;
 pub use analytics::{AnalyticsReport, analytics};
 pub use c2d::{C2dReport, c2d};
 pub use cold_start::{ColdStartReport, cold_start};
+pub use query::{QueryReport, query};
 pub use twins::{TwinsReport, twins};
 
 use crate::demo::{ToolError, device_token, policy_token};

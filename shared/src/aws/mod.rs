@@ -1,10 +1,29 @@
 //! AWS adapters for the ports, and SDK set-up. Endpoints come from the standard SDK environment
 //! (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_DYNAMODB`, ...), which is how LocalStack is reached.
 
+/// Sends a conditional write: `Ok(true)` written, `Ok(false)` its condition failed (an answer,
+/// not an error), `Err` the call failed. A macro because each operation's error type has its own
+/// `is_conditional_check_failed_exception`.
+macro_rules! conditional_write {
+    ($request:expr, $operation:expr) => {
+        match $request.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err($crate::aws::sdk_error($operation)(e)),
+        }
+    };
+}
+
 pub mod analytics;
 mod batch_get;
 pub mod commands;
 pub mod kinesis;
+pub mod methods;
 pub mod policies;
 pub mod registry;
 pub mod sqs;
@@ -13,6 +32,7 @@ pub mod twins;
 pub use analytics::{AnalyticsTables, DynamoDbAnalyticsStore, DynamoDbRuleStore};
 pub use commands::{CommandTables, DynamoDbCommandStore};
 pub use kinesis::KinesisRecordSink;
+pub use methods::DynamoDbMethodCalls;
 pub use policies::DynamoDbPolicyStore;
 pub use registry::DynamoDbDeviceRegistry;
 pub use sqs::SqsQueue;

@@ -444,6 +444,58 @@ impl DeviceRegistry for DynamoDbDeviceRegistry {
         })
     }
 
+    async fn get_devices(&self, ids: &[DeviceId]) -> Result<Vec<Device>, StoreError> {
+        const OPERATION: &str = "reading devices";
+        let mut devices = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(100) {
+            let keys = chunk
+                .iter()
+                .map(|id| HashMap::from([("deviceId".to_owned(), s(id.to_string()))]))
+                .collect();
+            let keys = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(build_error(OPERATION))?;
+            let request = HashMap::from([(self.table.clone(), keys)]);
+            for (_, item) in
+                super::batch_get::batch_get_all(&self.client, request, OPERATION).await?
+            {
+                // Reserved items (statistics, the outbox) have no generation.
+                if item.contains_key("generationId") {
+                    devices.push(parse_device(item, OPERATION)?);
+                }
+            }
+        }
+        Ok(devices)
+    }
+
+    async fn count_active_since(&self, since: Timestamp) -> Result<u64, StoreError> {
+        const OPERATION: &str = "counting active devices";
+        let mut start = None;
+        let mut count = 0u64;
+        // A scan that returns counts only: it reads (and is billed for) the whole table, which
+        // is why statistics are asked for now and then, not per request of a dashboard.
+        loop {
+            let output = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("attribute_exists(generationId) AND lastActivityTime >= :since")
+                .expression_attribute_values(":since", s(since.to_string()))
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_error(OPERATION))?;
+            count += u64::try_from(output.count).unwrap_or(0);
+            start = output.last_evaluated_key;
+            if start.is_none() {
+                return Ok(count);
+            }
+        }
+    }
+
     async fn statistics(&self) -> Result<RegistryStatistics, StoreError> {
         const OPERATION: &str = "reading registry statistics";
         let keys = (0..STATISTICS_SHARDS)

@@ -8,13 +8,16 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 
 use crate::aws::{build_error, corrupt_item, sdk_error};
 use crate::domain::device_id::DeviceId;
+use crate::domain::tag_index;
 use crate::domain::twin::Twin;
-use crate::ports::{DeviceTags, StoreError, TagReader, TwinStore, TwinWrite};
+use crate::ports::{DeviceTags, IdPage, StoreError, TagReader, TwinStore, TwinWrite};
 
 #[derive(Clone)]
 pub struct DynamoDbTwinStore {
     client: Client,
     table: String,
+    /// The tag index (`tagEntry`, `deviceId`), kept by every twin write when set.
+    tag_index: Option<String>,
 }
 
 impl DynamoDbTwinStore {
@@ -22,7 +25,15 @@ impl DynamoDbTwinStore {
         Self {
             client,
             table: table.into(),
+            tag_index: None,
         }
+    }
+
+    /// Keeps and answers from the tag index in `table` (partition key `tagEntry`, sort key
+    /// `deviceId`).
+    pub fn with_tag_index(mut self, table: impl Into<String>) -> Self {
+        self.tag_index = Some(table.into());
+        self
     }
 }
 
@@ -80,9 +91,29 @@ impl TwinStore for DynamoDbTwinStore {
         &self,
         id: &DeviceId,
         twin: &Twin,
-        expected: Option<(u64, &str)>,
+        previous: Option<&Twin>,
     ) -> Result<TwinWrite, StoreError> {
         const OPERATION: &str = "writing a twin";
+        let (added, removed) = match &self.tag_index {
+            Some(_) => {
+                let new = tag_index::entries(&twin.tags);
+                let old = previous
+                    .map(|p| tag_index::entries(&p.tags))
+                    .unwrap_or_default();
+                (
+                    new.difference(&old).cloned().collect::<Vec<_>>(),
+                    old.difference(&new).cloned().collect::<Vec<_>>(),
+                )
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        // Index entries go in before the twin and out after it, so the index is always a
+        // superset of the twins' tags: a failure in between leaves an extra entry (which queries
+        // check against the twin), never a missing one.
+        for entry in &added {
+            self.put_entry(id, twin, entry).await?;
+        }
+        let expected = previous.map(|p| (p.version, p.generation_id.as_str()));
         let document =
             serde_json::to_string(twin).map_err(|e| StoreError::rejected(OPERATION, e))?;
         let tags =
@@ -108,7 +139,14 @@ impl TwinStore for DynamoDbTwinStore {
                 .expression_attribute_values(":gen", s(&twin.generation_id)),
         };
         match request.send().await {
-            Ok(_) => Ok(TwinWrite::Written),
+            Ok(_) => {
+                for entry in &removed {
+                    if let Err(error) = self.remove_entry(id, twin, entry).await {
+                        tracing::warn!(device = %id, entry, error = %crate::error::Chain(&error), "a stale tag index entry stays (queries skip it)");
+                    }
+                }
+                Ok(TwinWrite::Written)
+            }
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
@@ -117,6 +155,99 @@ impl TwinStore for DynamoDbTwinStore {
             }
             Err(e) => Err(sdk_error(OPERATION)(e)),
         }
+    }
+
+    async fn forget_tags(&self, id: &DeviceId, twin: &Twin) -> Result<(), StoreError> {
+        for entry in tag_index::entries(&twin.tags) {
+            self.remove_entry(id, twin, &entry).await?;
+        }
+        Ok(())
+    }
+
+    async fn tagged(
+        &self,
+        entry: &str,
+        limit: usize,
+        after: Option<&DeviceId>,
+    ) -> Result<Option<IdPage>, StoreError> {
+        const OPERATION: &str = "reading the tag index";
+        let Some(table) = &self.tag_index else {
+            return Ok(None);
+        };
+        let mut request = self
+            .client
+            .query()
+            .table_name(table)
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .projection_expression("deviceId")
+            .expression_attribute_values(":entry", s(entry));
+        request = match after {
+            Some(after) => request
+                .key_condition_expression("tagEntry = :entry AND deviceId > :after")
+                .expression_attribute_values(":after", s(after.to_string())),
+            None => request.key_condition_expression("tagEntry = :entry"),
+        };
+        let output = request.send().await.map_err(sdk_error(OPERATION))?;
+        let ids: Vec<DeviceId> = output
+            .items
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|item| item.get("deviceId").and_then(|v| v.as_s().ok()))
+            .filter_map(|id| DeviceId::parse(id).ok())
+            .collect();
+        let more_after = output
+            .last_evaluated_key
+            .and_then(|key| key.get("deviceId").and_then(|v| v.as_s().ok()).cloned())
+            .and_then(|id| DeviceId::parse(&id).ok());
+        Ok(Some(IdPage { ids, more_after }))
+    }
+}
+
+impl DynamoDbTwinStore {
+    /// Records that the twin of `id` at `twin.version` has `entry`, unless a later version
+    /// already did.
+    async fn put_entry(&self, id: &DeviceId, twin: &Twin, entry: &str) -> Result<(), StoreError> {
+        const OPERATION: &str = "writing a tag index entry";
+        let Some(table) = &self.tag_index else {
+            return Ok(());
+        };
+        let request = self
+            .client
+            .put_item()
+            .table_name(table)
+            .item("tagEntry", s(entry))
+            .item("deviceId", s(id.to_string()))
+            .item("generationId", s(&twin.generation_id))
+            .item("version", AttributeValue::N(twin.version.to_string()))
+            .condition_expression("attribute_not_exists(tagEntry) OR version < :version")
+            .expression_attribute_values(":version", AttributeValue::N(twin.version.to_string()));
+        // A later version wrote it already: as good.
+        conditional_write!(request, OPERATION).map(|_| ())
+    }
+
+    /// Removes `entry` of `id`, unless a writer of a later version than `twin`'s (or of another
+    /// generation of the id) put it back.
+    async fn remove_entry(
+        &self,
+        id: &DeviceId,
+        twin: &Twin,
+        entry: &str,
+    ) -> Result<(), StoreError> {
+        const OPERATION: &str = "removing a tag index entry";
+        let Some(table) = &self.tag_index else {
+            return Ok(());
+        };
+        let request = self
+            .client
+            .delete_item()
+            .table_name(table)
+            .key("tagEntry", s(entry))
+            .key("deviceId", s(id.to_string()))
+            .condition_expression("version <= :version AND generationId = :gen")
+            .expression_attribute_values(":version", AttributeValue::N(twin.version.to_string()))
+            .expression_attribute_values(":gen", s(&twin.generation_id));
+        // A later version put it back: it stays.
+        conditional_write!(request, OPERATION).map(|_| ())
     }
 }
 

@@ -145,6 +145,13 @@ pub trait DeviceRegistry: Send + Sync {
         event: &LifecycleEvent,
     ) -> impl Future<Output = Result<DeleteOutcome, StoreError>> + Send;
 
+    /// The devices of `ids` that exist, with strong consistency, in as few reads as the store
+    /// allows (up to 100 per read).
+    fn get_devices(
+        &self,
+        ids: &[DeviceId],
+    ) -> impl Future<Output = Result<Vec<Device>, StoreError>> + Send;
+
     /// Devices in storage order, at most `limit`, after the device `after`.
     fn list_devices(
         &self,
@@ -153,6 +160,12 @@ pub trait DeviceRegistry: Send + Sync {
     ) -> impl Future<Output = Result<DevicePage, StoreError>> + Send;
 
     fn statistics(&self) -> impl Future<Output = Result<RegistryStatistics, StoreError>> + Send;
+
+    /// How many devices were active (`lastActivityTime`) at or after `since`.
+    fn count_active_since(
+        &self,
+        since: Timestamp,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Lifecycle events written before `older_than` and not yet published.
     fn pending_events(
@@ -195,14 +208,37 @@ pub trait TwinStore: Send + Sync {
         &self,
         devices: &[(DeviceId, String)],
     ) -> impl Future<Output = Result<std::collections::HashMap<DeviceId, Twin>, StoreError>> + Send;
-    /// Writes `twin` if the stored one still has `expected_version` (`None`: none stored, or one
-    /// of another generation).
+    /// Writes `twin` if the stored one is still `previous` (by version and generation; `None`:
+    /// none stored, or one of another generation). Keeps the tag index, if the store has one.
     fn put_twin(
         &self,
         id: &DeviceId,
         twin: &Twin,
-        expected: Option<(u64, &str)>,
+        previous: Option<&Twin>,
     ) -> impl Future<Output = Result<TwinWrite, StoreError>> + Send;
+    /// Removes the tag index entries of a deleted device's last twin (entries a later twin of
+    /// the same generation wrote stay; a new generation's are untouched).
+    fn forget_tags(
+        &self,
+        id: &DeviceId,
+        twin: &Twin,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Devices whose tags may hold the index entry `entry` (`domain::tag_index`), in device id
+    /// order after `after`, at most `limit`; `None` if the store keeps no tag index. A superset:
+    /// callers check each twin they read.
+    fn tagged(
+        &self,
+        entry: &str,
+        limit: usize,
+        after: Option<&DeviceId>,
+    ) -> impl Future<Output = Result<Option<IdPage>, StoreError>> + Send;
+}
+
+/// A page of device ids and, if more follow, the last id of the page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdPage {
+    pub ids: Vec<DeviceId>,
+    pub more_after: Option<DeviceId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,5 +296,7 @@ pub trait RecordSink: Send + Sync {
 
 mod analytics;
 mod commands;
+mod methods;
 pub use analytics::*;
 pub use commands::*;
+pub use methods::*;

@@ -195,6 +195,16 @@ impl Browser {
             .unwrap_or_else(|e| panic!("typing into {css}: {e}"));
     }
 
+    /// Types `text` into the field at `css` and presses Enter (submitting its form).
+    pub async fn submit_into(&self, css: &str, text: &str) {
+        self.type_into(css, text).await;
+        self.find(css)
+            .await
+            .send_keys(&fantoccini::key::Key::Enter.to_string())
+            .await
+            .unwrap_or_else(|e| panic!("pressing Enter in {css}: {e}"));
+    }
+
     pub async fn click(&self, css: &str) {
         self.find(css)
             .await

@@ -424,3 +424,73 @@ async fn a_devices_alert_appears_and_is_acknowledged_then_closed() {
     service.delete_rule(&rule_id).await.ok();
     browser.close().await;
 }
+
+#[tokio::test]
+async fn a_device_group_narrows_every_panel_and_search_spans_the_fleet() {
+    let service = service().await;
+    let run = unique("ui-group").replace('-', "");
+    let mut members = Vec::new();
+    for i in 0..3 {
+        let id = format!("{run}-{i}");
+        service.create_device(&id).await.unwrap();
+        if i < 2 {
+            service
+                .patch_twin(
+                    &id,
+                    &serde_json::json!({ "tags": { "uiGroup": run } }),
+                    None,
+                )
+                .await
+                .unwrap();
+            members.push(id);
+        }
+    }
+    let browser = Browser::open("group").await;
+    sign_in(&browser, &gateway().owner_connection_string().await).await;
+    browser
+        .submit_into("[data-test=group]", &format!("uiGroup={run}"))
+        .await;
+    // The overview counts the group's devices only (one GROUP BY query).
+    browser
+        .wait_for_text("[data-test=total]", "the group's total", A_WHILE, |t| {
+            t == "2"
+        })
+        .await;
+    assert_eq!(browser.text("[data-test=enabled]").await, "2");
+    browser.find("[data-test=connected]").await;
+    // The device list shows the group (the tag index), and a search spans the whole fleet.
+    browser.goto(&format!("{}#/devices", ui())).await;
+    let listed = browser
+        .wait_for_text(
+            "[data-test=device-table]",
+            "the group's devices",
+            A_WHILE,
+            |t| members.iter().all(|m| t.contains(m.as_str())),
+        )
+        .await;
+    assert!(!listed.contains(&format!("{run}-2")), "{listed}");
+    browser.submit_into("[data-test=group]", "").await;
+    browser
+        .submit_into("[data-test=device-search]", &format!("{run}-2"))
+        .await;
+    browser
+        .wait_for_text(
+            "[data-test=device-table]",
+            "the searched device",
+            A_WHILE,
+            |t| t.contains(&format!("{run}-2")) && !t.contains(&format!("{run}-0")),
+        )
+        .await;
+    // A group that is not tag=value is refused in place.
+    browser.submit_into("[data-test=group]", "nonsense").await;
+    browser
+        .wait_for_text(
+            "[data-test=group-error]",
+            "the group's error",
+            A_WHILE,
+            |t| t.contains("tag=value"),
+        )
+        .await;
+    browser.screenshot().await;
+    browser.close().await;
+}

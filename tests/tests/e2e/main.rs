@@ -12,6 +12,7 @@ mod analytics;
 mod commands;
 mod dashboard;
 mod errors;
+mod fleet;
 mod registry;
 mod telemetry;
 mod twins;

@@ -114,6 +114,54 @@ async fn azure_node_sdks_register_and_send_over_https() {
         hub_tests::send_command(&shared.http(), &device_id, "set-interval 30", &headers).await;
     assert_eq!(sent.status().as_u16(), 202);
     let received = run_phase("receive").await;
+
+    // Direct methods: the service SDK invokes, a device of ours answers over HTTPS.
+    let owner_token = shared.owner_token().await;
+    let description: serde_json::Value = shared
+        .http()
+        .get_json(&format!("/devices/{device_id}"), &owner_token)
+        .await;
+    let key = description["authentication"]["symmetricKey"]["primaryKey"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let device = hub_device_sdk::DeviceClient::builder(&format!(
+        "HostName={};DeviceId={device_id};SharedAccessKey={key}",
+        shared.host_name
+    ))
+    .unwrap()
+    .base_url(&shared.http_url)
+    .build()
+    .unwrap();
+    let responder = tokio::spawn(async move {
+        let call = device
+            .receive_method(Duration::from_secs(15))
+            .await
+            .unwrap()
+            .expect("the invocation reaches the device");
+        device
+            .respond_method(
+                &call.request_id,
+                200,
+                &serde_json::json!({ "rebooted": true, "asked": call.payload }),
+            )
+            .await
+            .unwrap();
+        call.method_name
+    });
+    let methods = run_phase("method").await;
+    assert_eq!(responder.await.unwrap(), "reboot");
+    assert_eq!(
+        methods["answered"],
+        serde_json::json!({ "status": 200, "payload": { "rebooted": true, "asked": { "delay": 1 } } })
+    );
+    // Node's SDK turns a 404 other than DeviceNotFound (the hub's DeviceNotOnline, as Azure's)
+    // into a plain `Error("Not found")`; it arrives within the SDK's own timeout.
+    assert_eq!(
+        methods["unanswered"],
+        serde_json::json!({ "name": "Error", "message": "Not found" })
+    );
+
     let registry = run_phase("registry").await;
     gateway.shutdown();
     assert_eq!(received["body"], "set-interval 30");
@@ -161,6 +209,19 @@ async fn azure_node_sdks_register_and_send_over_https() {
         registry["staleTwinUpdate"], "InvalidEtagError",
         "the SDK's name for a 412"
     );
+    let mut all = vec![
+        first.clone(),
+        format!("{device_id}-2"),
+        format!("{device_id}-3"),
+    ];
+    all.sort();
+    assert_eq!(registry["query"]["found"], serde_json::json!(all));
+    assert_eq!(registry["query"]["pages"], 2);
+    assert_eq!(
+        registry["queryCount"],
+        serde_json::json!([{ "devices": 3 }])
+    );
+    assert_eq!(registry["badQuery"], "ArgumentError");
     assert_eq!(registry["bulkRemove"]["isSuccessful"], true);
     assert_eq!(registry["afterDelete"], "DeviceNotFoundError");
     assert_eq!(registry["secondAfterRemove"], "DeviceNotFoundError");

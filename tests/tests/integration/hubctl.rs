@@ -225,6 +225,49 @@ async fn twins_are_shown_patched_and_replaced() {
     .await;
     assert!(replaced["tags"].get("site").is_none());
     assert_eq!(json(&["twin", "show", &id]).await["tags"]["building"], "B2");
+
+    // Queries, every page: twins, projections and groups; a bad query fails with its position.
+    let run = unique("ctl-run");
+    for other in [unique("ctl-q"), unique("ctl-q")] {
+        json(&["device", "create", &other]).await;
+        json(&[
+            "twin",
+            "update",
+            &other,
+            "--json",
+            &format!(r#"{{"tags":{{"run":"{run}"}}}}"#),
+        ])
+        .await;
+    }
+    let found = json(&[
+        "query",
+        &format!("SELECT * FROM devices WHERE tags.run = '{run}'"),
+        "--page-size",
+        "1",
+    ])
+    .await;
+    assert_eq!(found.as_array().map(Vec::len), Some(2), "{found}");
+    let counted = json(&[
+        "query",
+        &format!("SELECT COUNT() AS devices FROM devices WHERE tags.run = '{run}'"),
+    ])
+    .await;
+    assert_eq!(counted, serde_json::json!([{ "devices": 2 }]));
+    let table = hubctl(&[
+        "query",
+        &format!("SELECT deviceId, tags.run FROM devices WHERE tags.run = '{run}'"),
+    ])
+    .await;
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("DEVICEID") && text.contains(&run), "{text}");
+    let bad = hubctl(&["query", "SELECT * FROM devices WHERE"]).await;
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("line 1, column 28"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    assert!(json(&["connected"]).await["connectedDeviceCount"].is_u64());
 }
 
 #[tokio::test]

@@ -222,10 +222,9 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
                 .to_owned()
         })
         .collect();
-    assert!(
-        tables.contains("twins") && tables.contains("registry"),
-        "{tables:?}"
-    );
+    for table in ["registry", "twins", "tags", "calls"] {
+        assert!(tables.contains(table), "{table} missing: {tables:?}");
+    }
     assert!(
         queues.iter().all(|q| q["sqs_managed_sse_enabled"] == true),
         "queues are encrypted"
@@ -268,6 +267,8 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
         "iothub-api-5xx",
         "iothub-registry-throttled",
         "iothub-commands-throttled",
+        "iothub-twin-tags-throttled",
+        "iothub-method-calls-throttled",
     ] {
         assert!(
             names.contains(expected),
@@ -287,7 +288,7 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
             assert!(names.contains(&name), "alarm {name} missing");
         }
     }
-    assert_eq!(alarms.len(), 5 + 3 + 12 + 1 + 1 + 7);
+    assert_eq!(alarms.len(), 5 + 3 + 12 + 1 + 1 + 9);
     let topics = resources(&plan, "aws_sns_topic");
     assert_eq!(topics.len(), 1, "an alarm topic when none is given");
 

@@ -1,0 +1,37 @@
+//! `GET /statistics/service`: Azure's service statistics. HTTP devices hold no connection, so a
+//! device counts as connected when it was active within the configured window
+//! (`HUB_CONNECTED_WINDOW_SECONDS`, 300 s unless set), the same rule a twin's `connectionState`
+//! follows.
+
+use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
+use hub_shared::domain::timestamp::Timestamp;
+use hub_shared::http::{HandlerError, Response};
+use hub_shared::ports::{DeviceRegistry, MethodCalls, PolicyStore, QueueSender, TwinStore};
+use serde::Serialize;
+
+use crate::RegistryHandler;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ServiceStatistics {
+    connected_device_count: u64,
+}
+
+impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodCalls>
+    RegistryHandler<R, T, P, Q, M>
+{
+    pub(crate) async fn service_statistics(
+        &self,
+    ) -> Result<ApiGatewayV2httpResponse, HandlerError> {
+        let window = i64::try_from(self.connected_window.as_millis()).unwrap_or(i64::MAX);
+        let since = Timestamp::from_unix_millis(self.clock.now().unix_millis() - window)
+            .unwrap_or(Timestamp::NEVER);
+        let connected_device_count = self.registry.count_active_since(since).await?;
+        Ok(Response::json(
+            200,
+            &ServiceStatistics {
+                connected_device_count,
+            },
+        ))
+    }
+}

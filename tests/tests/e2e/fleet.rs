@@ -1,0 +1,89 @@
+//! Fleet management from outside: a twin query paged through the tag index, service statistics,
+//! and a direct method invoked by a service and answered by the device over HTTPS.
+
+use std::time::Duration;
+
+use hub_tests::{gateway, unique};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn twins_are_queried_a_page_at_a_time() {
+    let gateway = gateway();
+    let client = gateway.http();
+    let owner = gateway.owner_token().await;
+    let run = unique("e2e-run");
+    let mut expected = Vec::new();
+    for _ in 0..2 {
+        let device = gateway.register(&unique("e2e-q")).await;
+        let tagged = client
+            .patch(&format!("/twins/{}", device.id), &owner)
+            .json(&json!({ "tags": { "run": run } }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(tagged.status().as_u16(), 200);
+        expected.push(device.id);
+    }
+    expected.sort();
+    let mut found = Vec::new();
+    let mut continuation: Option<String> = None;
+    for _ in 0..10 {
+        let mut request = client
+            .post("/devices/query", &owner)
+            .header("x-ms-max-item-count", "1")
+            .json(&json!({ "query": format!("SELECT deviceId FROM devices WHERE tags.run = '{run}'") }));
+        if let Some(token) = &continuation {
+            request = request.header("x-ms-continuation", token);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        continuation = response
+            .headers()
+            .get("x-ms-continuation")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let page: Vec<Value> = response.json().await.unwrap();
+        found.extend(
+            page.iter()
+                .map(|r| r["deviceId"].as_str().unwrap().to_owned()),
+        );
+        if continuation.is_none() {
+            break;
+        }
+    }
+    found.sort();
+    assert_eq!(found, expected);
+    let statistics: Value = client.get_json("/statistics/service", &owner).await;
+    assert!(statistics["connectedDeviceCount"].is_u64(), "{statistics}");
+}
+
+#[tokio::test]
+async fn a_direct_method_reaches_the_device_and_its_answer_comes_back() {
+    let gateway = gateway();
+    let client = gateway.http();
+    let service = gateway.policy_token("service").await;
+    let device = gateway.register(&unique("e2e-method")).await;
+    let sdk = device.client(&gateway.http_url);
+    let responder = tokio::spawn(async move {
+        let call = sdk
+            .receive_method(Duration::from_secs(15))
+            .await
+            .unwrap()
+            .expect("the call reaches the device");
+        sdk.respond_method(&call.request_id, 200, &json!({ "done": call.method_name }))
+            .await
+            .unwrap();
+    });
+    let response = client
+        .post(&format!("/twins/{}/methods", device.id), &service)
+        .json(&json!({ "methodName": "Reboot", "payload": {}, "responseTimeoutInSeconds": 10, "connectTimeoutInSeconds": 10 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(
+        answer,
+        json!({ "status": 200, "payload": { "done": "Reboot" } })
+    );
+    responder.await.unwrap();
+}

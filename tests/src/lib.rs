@@ -479,6 +479,48 @@ impl Client {
         self.request(reqwest::Method::PATCH, path, Some(authorization))
     }
 
+    /// Every page of a twin query (`POST /devices/query`), `page` results at a time, following
+    /// `x-ms-continuation`; with the number of requests it took.
+    pub async fn query_all(
+        &self,
+        authorization: &str,
+        query: &str,
+        page: usize,
+    ) -> (Vec<serde_json::Value>, usize) {
+        let mut continuation: Option<String> = None;
+        let mut items = Vec::new();
+        let mut requests = 0;
+        loop {
+            let mut request = self
+                .post("/devices/query", authorization)
+                .header("x-ms-max-item-count", page.to_string())
+                .json(&serde_json::json!({ "query": query }));
+            if let Some(token) = &continuation {
+                request = request.header("x-ms-continuation", token);
+            }
+            let response = request
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{query}: {e}"));
+            assert_eq!(response.status().as_u16(), 200, "{query}");
+            requests += 1;
+            continuation = response
+                .headers()
+                .get("x-ms-continuation")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let page: Vec<serde_json::Value> = response
+                .json()
+                .await
+                .unwrap_or_else(|e| panic!("{query}: not a JSON array: {e}"));
+            items.extend(page);
+            if continuation.is_none() {
+                return (items, requests);
+            }
+            assert!(requests < 100, "{query}: the pages never end");
+        }
+    }
+
     /// GETs `path` and decodes its JSON body, whatever the status.
     pub async fn get_json<T: serde::de::DeserializeOwned>(
         &self,

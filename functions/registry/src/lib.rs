@@ -114,9 +114,14 @@ impl<R, T, P, Q, M> RegistryHandler<R, T, P, Q, M> {
     /// Whether `device` counts as connected at `now`: HTTP devices hold no connection, so
     /// "connected" means active within the window.
     pub fn connected(&self, device: &Device, now: Timestamp) -> bool {
-        let since = now.unix_millis()
-            - i64::try_from(self.connected_window.as_millis()).unwrap_or(i64::MAX);
-        device.last_activity_time.unix_millis() >= since
+        device.last_activity_time >= self.connected_since(now)
+    }
+
+    /// The earliest activity that still counts as connected at `now`.
+    pub fn connected_since(&self, now: Timestamp) -> Timestamp {
+        let window = i64::try_from(self.connected_window.as_millis()).unwrap_or(i64::MAX);
+        Timestamp::from_unix_millis(now.unix_millis().saturating_sub(window))
+            .unwrap_or(Timestamp::NEVER)
     }
 }
 

@@ -4,7 +4,6 @@
 //! follows.
 
 use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
-use hub_shared::domain::timestamp::Timestamp;
 use hub_shared::http::{HandlerError, Response};
 use hub_shared::ports::{DeviceRegistry, MethodCalls, PolicyStore, QueueSender, TwinStore};
 use serde::Serialize;
@@ -23,9 +22,7 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodC
     pub(crate) async fn service_statistics(
         &self,
     ) -> Result<ApiGatewayV2httpResponse, HandlerError> {
-        let window = i64::try_from(self.connected_window.as_millis()).unwrap_or(i64::MAX);
-        let since = Timestamp::from_unix_millis(self.clock.now().unix_millis() - window)
-            .unwrap_or(Timestamp::NEVER);
+        let since = self.connected_since(self.clock.now());
         let connected_device_count = self.registry.count_active_since(since).await?;
         Ok(Response::json(
             200,

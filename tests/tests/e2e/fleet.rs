@@ -25,31 +25,17 @@ async fn twins_are_queried_a_page_at_a_time() {
         expected.push(device.id);
     }
     expected.sort();
-    let mut found = Vec::new();
-    let mut continuation: Option<String> = None;
-    for _ in 0..10 {
-        let mut request = client
-            .post("/devices/query", &owner)
-            .header("x-ms-max-item-count", "1")
-            .json(&json!({ "query": format!("SELECT deviceId FROM devices WHERE tags.run = '{run}'") }));
-        if let Some(token) = &continuation {
-            request = request.header("x-ms-continuation", token);
-        }
-        let response = request.send().await.unwrap();
-        assert_eq!(response.status().as_u16(), 200);
-        continuation = response
-            .headers()
-            .get("x-ms-continuation")
-            .map(|v| v.to_str().unwrap().to_owned());
-        let page: Vec<Value> = response.json().await.unwrap();
-        found.extend(
-            page.iter()
-                .map(|r| r["deviceId"].as_str().unwrap().to_owned()),
-        );
-        if continuation.is_none() {
-            break;
-        }
-    }
+    let (rows, _) = client
+        .query_all(
+            &owner,
+            &format!("SELECT deviceId FROM devices WHERE tags.run = '{run}'"),
+            1,
+        )
+        .await;
+    let mut found: Vec<String> = rows
+        .iter()
+        .map(|r| r["deviceId"].as_str().unwrap().to_owned())
+        .collect();
     found.sort();
     assert_eq!(found, expected);
     let statistics: Value = client.get_json("/statistics/service", &owner).await;

@@ -155,7 +155,28 @@ async fn a_device_recreated_mid_call_never_sees_the_old_call() {
             .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The call is recorded before the device goes away.
+    let table = std::env::var(hub_shared::config::vars::METHOD_CALLS_TABLE).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let calls = hub_tests::dynamodb()
+            .await
+            .query()
+            .table_name(&table)
+            .key_condition_expression("deviceId = :d")
+            .expression_attribute_values(
+                ":d",
+                aws_sdk_dynamodb::types::AttributeValue::S(id.clone()),
+            )
+            .send()
+            .await
+            .unwrap();
+        if calls.count > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the invocation recorded no call");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let deleted = client
         .delete(&format!("/devices/{id}"), &owner)
         .header("if-match", "*")

@@ -13,31 +13,7 @@ use serde_json::{Value, json};
 
 /// Results of every page of `query`, `page` at a time, with the number of requests it took.
 async fn run(client: &Client, owner: &str, query: &str, page: usize) -> (Vec<Value>, usize) {
-    let mut continuation: Option<String> = None;
-    let mut items = Vec::new();
-    let mut requests = 0;
-    loop {
-        let mut request = client
-            .post("/devices/query", owner)
-            .header("x-ms-max-item-count", page.to_string())
-            .json(&json!({ "query": query }));
-        if let Some(token) = &continuation {
-            request = request.header("x-ms-continuation", token);
-        }
-        let response = request.send().await.unwrap();
-        assert_eq!(response.status().as_u16(), 200, "{query}");
-        requests += 1;
-        continuation = response
-            .headers()
-            .get("x-ms-continuation")
-            .map(|v| v.to_str().unwrap().to_owned());
-        let page: Vec<Value> = response.json().await.unwrap();
-        items.extend(page);
-        if continuation.is_none() {
-            return (items, requests);
-        }
-        assert!(requests < 100, "{query}: the pages never end");
-    }
+    client.query_all(owner, query, page).await
 }
 
 fn ids(items: &[Value]) -> BTreeSet<String> {

@@ -22,6 +22,7 @@ locals {
     analytics-dead-letter    = module.analytics_dead_letter.name
     analytics-failed-batches = module.analytics_failed_batches.name
     sweep-failures           = module.sweep_failures.name
+    job-work-dlq             = module.job_work_dead_letter.name
   }
 
   # Queues the hub fills and only someone else drains (the service through the feedback API,
@@ -46,6 +47,7 @@ locals {
     twins           = aws_dynamodb_table.twins.name
     twin-tags       = aws_dynamodb_table.twin_tags.name
     method-calls    = aws_dynamodb_table.method_calls.name
+    jobs            = aws_dynamodb_table.jobs.name
     access-policies = aws_dynamodb_table.policies.name
     commands        = aws_dynamodb_table.commands.name
     analytics       = aws_dynamodb_table.analytics.name

@@ -33,6 +33,11 @@ locals {
     batch_size                         = var.command_requests_batch_size
     maximum_batching_window_in_seconds = 1
   }
+  # One work item per invocation: a chunk is up to 10 devices, done at once.
+  job_work_mapping = {
+    batch_size                         = 1
+    maximum_batching_window_in_seconds = 0
+  }
   sweep_schedule = "rate(1 minute)"
 
   common_environment = {
@@ -156,6 +161,86 @@ resource "aws_dynamodb_table" "method_calls" {
   }
 }
 
+# Jobs (docs/jobs.md): per job, the job (`#job`, in the sparse `jobs` index by creation time),
+# its chunks of devices (`c#<n>`) and each device's result (`d#<deviceId>`); kept 30 days.
+resource "aws_dynamodb_table" "jobs" {
+  #checkov:skip=CKV_AWS_119:Encrypted at rest with the AWS-owned key (see the note above the registry table): a customer-managed key adds cost and latency and changes nothing about who can read the data, which IAM decides.
+  name                        = "${var.name_prefix}-jobs"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "jobId"
+  range_key                   = "item"
+  deletion_protection_enabled = var.deletion_protection
+
+  attribute {
+    name = "jobId"
+    type = "S"
+  }
+
+  attribute {
+    name = "item"
+    type = "S"
+  }
+
+  attribute {
+    name = "kind"
+    type = "S"
+  }
+
+  attribute {
+    name = "createdTime"
+    type = "S"
+  }
+
+  global_secondary_index {
+    name            = "jobs"
+    hash_key        = "kind"
+    range_key       = "createdTime"
+    projection_type = "ALL"
+  }
+
+  ttl {
+    attribute_name = "ttl"
+    enabled        = true
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+}
+
+# Job work items (expansion steps and chunks of devices), consumed by the registry function with
+# a bounded concurrency so a large job cannot crowd out device traffic.
+module "job_work_dead_letter" {
+  source            = "./modules/queue"
+  name              = "${var.name_prefix}-job-work-dlq"
+  retention_seconds = 1209600
+}
+
+module "job_work" {
+  source = "./modules/queue"
+  name   = "${var.name_prefix}-job-work"
+  # Lambda's guidance for SQS sources: at least six times the function timeout.
+  visibility_timeout_seconds = 6 * local.long_poll_timeout_seconds
+  dead_letter_arn            = module.job_work_dead_letter.arn
+  max_receive_count          = 5
+}
+
+resource "aws_lambda_event_source_mapping" "job_work" {
+  count = var.deploy_compute ? 1 : 0
+  # After the API's invoke permissions: an emulator polling the queue for the function holds it
+  # busy, and permission changes on it then stall (seen on MiniStack). Costs nothing on AWS.
+  depends_on = [module.http_api]
+
+  event_source_arn                   = module.job_work.arn
+  function_name                      = module.registry.function_arn
+  batch_size                         = local.job_work_mapping.batch_size
+  maximum_batching_window_in_seconds = local.job_work_mapping.maximum_batching_window_in_seconds
+  function_response_types            = ["ReportBatchItemFailures"]
+  scaling_config {
+    maximum_concurrency = var.jobs_max_concurrency
+  }
+}
+
 # Device lifecycle events (createDeviceIdentity, deleteDeviceIdentity) for integrations.
 module "registry_events" {
   source = "./modules/queue"
@@ -267,6 +352,8 @@ module "registry" {
     HUB_TWINS_TABLE               = aws_dynamodb_table.twins.name
     HUB_TWIN_TAGS_TABLE           = aws_dynamodb_table.twin_tags.name
     HUB_METHOD_CALLS_TABLE        = aws_dynamodb_table.method_calls.name
+    HUB_JOBS_TABLE                = aws_dynamodb_table.jobs.name
+    HUB_JOB_WORK_QUEUE_URL        = module.job_work.url
     HUB_POLICIES_TABLE            = aws_dynamodb_table.policies.name
     HUB_REGISTRY_EVENTS_QUEUE_URL = module.registry_events.url
     HUB_CONNECTED_WINDOW_SECONDS  = tostring(var.connected_window_seconds)
@@ -299,6 +386,24 @@ module "registry" {
     Policies = {
       actions   = ["dynamodb:GetItem", "dynamodb:Scan", "dynamodb:UpdateItem"]
       resources = [aws_dynamodb_table.policies.arn]
+    }
+    # Jobs: the API, the worker's steps and counts (transactions), the listing index.
+    Jobs = {
+      actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"]
+      resources = [aws_dynamodb_table.jobs.arn]
+    }
+    JobsIndex = {
+      actions   = ["dynamodb:Query"]
+      resources = ["${aws_dynamodb_table.jobs.arn}/index/jobs"]
+    }
+    JobWork = {
+      actions   = local.sqs_send_batch_actions
+      resources = [module.job_work.arn]
+    }
+    # The SQS event source mapping polls with the function's role.
+    PlatformConsumeJobWork = {
+      actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"]
+      resources = [module.job_work.arn]
     }
     LifecycleEvents = {
       actions   = local.sqs_send_batch_actions
@@ -475,6 +580,9 @@ module "commands" {
 
 resource "aws_lambda_event_source_mapping" "command_requests" {
   count = var.deploy_compute ? 1 : 0
+  # After the API's invoke permissions: an emulator polling the queue for the function holds it
+  # busy, and permission changes on it then stall (seen on MiniStack). Costs nothing on AWS.
+  depends_on = [module.http_api]
 
   event_source_arn                   = module.command_requests.arn
   function_name                      = module.commands.function_arn

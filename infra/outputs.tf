@@ -33,6 +33,16 @@ output "twin_tags_table_name" {
   value       = aws_dynamodb_table.twin_tags.name
 }
 
+output "jobs_table_name" {
+  description = "DynamoDB table of jobs, their chunks and per-device results."
+  value       = aws_dynamodb_table.jobs.name
+}
+
+output "job_work_queue_url" {
+  description = "SQS queue of job work items the registry function consumes."
+  value       = module.job_work.url
+}
+
 output "method_calls_table_name" {
   description = "DynamoDB table of direct method calls while they are waited for."
   value       = aws_dynamodb_table.method_calls.name
@@ -162,6 +172,10 @@ output "local_emulation" {
     command_requests_mapping = merge(local.command_requests_mapping, {
       function  = "commands"
       queue_url = module.command_requests.url
+    })
+    job_work_mapping = merge(local.job_work_mapping, {
+      function  = "registry"
+      queue_url = module.job_work.url
     })
     schedule = {
       expression = local.sweep_schedule

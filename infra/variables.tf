@@ -185,6 +185,16 @@ variable "c2d_max_ttl_seconds" {
   }
 }
 
+variable "jobs_max_concurrency" {
+  description = "Most registry invocations working on jobs at once (the job-work queue mapping's maximum concurrency): with up to 10 devices per invocation, this bounds how much of the account's Lambda concurrency and DynamoDB capacity jobs take from device traffic."
+  type        = number
+  default     = 2
+  validation {
+    condition     = var.jobs_max_concurrency >= 2 && var.jobs_max_concurrency <= 1000
+    error_message = "jobs_max_concurrency must be from 2 to 1000 (Lambda's limits for an SQS mapping)."
+  }
+}
+
 variable "command_requests_batch_size" {
   description = "Command requests per invocation of the commands function (SQS event source mapping)."
   type        = number

@@ -1,5 +1,6 @@
 //! What Lambda does besides HTTP, emulated with the deployed settings (`settings`): the SQS event
-//! source mapping of the `commands` function (batches, batching window, partial batch responses),
+//! source mappings of the `commands` function and of the registry's job work (batches, batching
+//! window, partial batch responses),
 //! the Kinesis mapping of `analytics` (`kinesis_mapping`), and the EventBridge schedule of the
 //! sweeps.
 
@@ -21,6 +22,7 @@ pub struct EventSourceOptions {
     /// (`Hub::run_schedule`), as tests do to sweep at a moment of their choosing.
     pub schedule_every: Option<Duration>,
     pub command_requests: SqsMappingOptions,
+    pub job_work: SqsMappingOptions,
     pub kinesis: KinesisMappingOptions,
 }
 
@@ -36,16 +38,22 @@ impl EventSourceOptions {
     /// The settings Terraform deploys (batch sizes, windows, retries, the schedule's rate).
     pub fn deployed(hub: &Hub) -> Result<Self, SettingsError> {
         let settings = &hub.settings;
-        let sqs = &settings.command_requests_mapping;
         Ok(Self {
             schedule_every: Some(settings.schedule.period()?),
-            command_requests: SqsMappingOptions {
-                function: function_named(&sqs.function)?,
-                queue_url: sqs.queue_url.clone(),
-                batch_size: sqs.batch_size,
-                batching_window: Duration::from_secs(sqs.maximum_batching_window_in_seconds),
-            },
+            command_requests: SqsMappingOptions::deployed(&settings.command_requests_mapping)?,
+            job_work: SqsMappingOptions::deployed(&settings.job_work_mapping)?,
             kinesis: KinesisMappingOptions::deployed(&settings.telemetry_mapping)?,
+        })
+    }
+}
+
+impl SqsMappingOptions {
+    fn deployed(sqs: &crate::settings::SqsMappingSettings) -> Result<Self, SettingsError> {
+        Ok(Self {
+            function: function_named(&sqs.function)?,
+            queue_url: sqs.queue_url.clone(),
+            batch_size: sqs.batch_size,
+            batching_window: Duration::from_secs(sqs.maximum_batching_window_in_seconds),
         })
     }
 }
@@ -56,10 +64,11 @@ pub(crate) fn function_named(name: &str) -> Result<FunctionName, SettingsError> 
 
 pub fn spawn(hub: Arc<Hub>, options: &EventSourceOptions) -> Vec<JoinHandle<()>> {
     let mut tasks = vec![
-        tokio::spawn(poll_command_requests(
+        tokio::spawn(poll_queue(
             Arc::clone(&hub),
             options.command_requests.clone(),
         )),
+        tokio::spawn(poll_queue(Arc::clone(&hub), options.job_work.clone())),
         tokio::spawn(kinesis_mapping::run(
             Arc::clone(&hub),
             options.kinesis.clone(),
@@ -86,7 +95,7 @@ async fn schedule(hub: Arc<Hub>, every: Duration) {
 /// and deletes the records it did not report as failed. Failed records become visible again after
 /// the queue's visibility timeout; SQS's redrive policy moves them to the dead-letter queue after
 /// maxReceiveCount.
-async fn poll_command_requests(hub: Arc<Hub>, options: SqsMappingOptions) {
+async fn poll_queue(hub: Arc<Hub>, options: SqsMappingOptions) {
     let queue_url = options.queue_url.clone();
     let batch_size = options.batch_size.max(1);
     loop {
@@ -107,7 +116,7 @@ async fn poll_command_requests(hub: Arc<Hub>, options: SqsMappingOptions) {
             match received {
                 Ok(output) => messages.extend(output.messages.unwrap_or_default()),
                 Err(error) => {
-                    tracing::warn!(error = %hub_shared::error::Chain(&error), "polling command requests failed");
+                    tracing::warn!(error = %hub_shared::error::Chain(&error), queue = %queue_url, "polling a mapped queue failed");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
@@ -184,7 +193,7 @@ async fn poll_command_requests(hub: Arc<Hub>, options: SqsMappingOptions) {
                 .send()
                 .await
             {
-                tracing::warn!(error = %hub_shared::error::Chain(&error), "deleting processed command requests failed; they will be redelivered");
+                tracing::warn!(error = %hub_shared::error::Chain(&error), queue = %queue_url, "deleting processed messages failed; they will be redelivered");
             }
         }
     }

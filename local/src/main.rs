@@ -71,6 +71,12 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
+    /// Measure a twin-update job over a fleet made for the run (and removed after): time to
+    /// completion and DynamoDB calls per device.
+    BenchJobs {
+        #[arg(long, default_value_t = 1000)]
+        devices: usize,
+    },
     /// Measure each function binary's cold start (spawn to first runtime-API poll) and memory,
     /// with its own Terraform environment. Build them first (`cargo build --release`).
     BenchColdStart {
@@ -200,6 +206,12 @@ async fn run(command: Command, settings: &std::path::Path) -> Result<(), CliErro
             .print();
         return Ok(());
     }
+    if let Command::BenchJobs { devices } = &command {
+        hub_local::bench::jobs(settings, (*devices).max(1))
+            .await?
+            .print();
+        return Ok(());
+    }
     if let Command::BenchColdStart { binaries, runs } = &command {
         hub_local::bench::cold_start(settings, binaries, (*runs).max(1))
             .await?
@@ -223,6 +235,7 @@ async fn run(command: Command, settings: &std::path::Path) -> Result<(), CliErro
         | Command::BenchAnalytics { .. }
         | Command::BenchTwins { .. }
         | Command::BenchQuery { .. }
+        | Command::BenchJobs { .. }
         | Command::BenchColdStart { .. } => Ok(()),
     }
 }

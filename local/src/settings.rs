@@ -37,6 +37,7 @@ pub struct LocalSettings {
     pub functions: BTreeMap<String, FunctionSettings>,
     pub telemetry_mapping: KinesisMappingSettings,
     pub command_requests_mapping: SqsMappingSettings,
+    pub job_work_mapping: SqsMappingSettings,
     pub schedule: ScheduleSettings,
 }
 
@@ -62,7 +63,8 @@ pub struct KinesisMappingSettings {
     pub on_failure_queue_url: String,
 }
 
-/// The commands function's SQS event source mapping.
+/// An SQS event source mapping (the commands function's command requests, the registry's job
+/// work items).
 #[derive(Debug, Clone, Deserialize)]
 pub struct SqsMappingSettings {
     pub function: String,

@@ -18,6 +18,10 @@ pub mod vars {
     pub const TWIN_TAGS_TABLE: &str = "HUB_TWIN_TAGS_TABLE";
     /// Direct method calls while they are waited for (registry).
     pub const METHOD_CALLS_TABLE: &str = "HUB_METHOD_CALLS_TABLE";
+    /// Jobs, their chunks and per-device results (registry).
+    pub const JOBS_TABLE: &str = "HUB_JOBS_TABLE";
+    /// The queue of job work items (expansion steps and chunks of devices) the registry consumes.
+    pub const JOB_WORK_QUEUE_URL: &str = "HUB_JOB_WORK_QUEUE_URL";
     /// Where device lifecycle events (createDeviceIdentity, deleteDeviceIdentity) go.
     pub const REGISTRY_EVENTS_QUEUE_URL: &str = "HUB_REGISTRY_EVENTS_QUEUE_URL";
     /// Seconds of clock difference tolerated when checking SAS expiry.

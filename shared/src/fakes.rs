@@ -242,6 +242,8 @@ impl crate::ports::ActivityRecorder for InMemoryRegistry {
 pub struct InMemoryTwins {
     twins: Mutex<BTreeMap<DeviceId, crate::domain::twin::Twin>>,
     pub writes: std::sync::atomic::AtomicUsize,
+    /// Events written with twin changes (the outbox a real store writes them to).
+    pub events: Mutex<Vec<crate::domain::registry::LifecycleEvent>>,
 }
 
 impl crate::ports::TwinStore for InMemoryTwins {
@@ -273,6 +275,7 @@ impl crate::ports::TwinStore for InMemoryTwins {
         id: &DeviceId,
         twin: &crate::domain::twin::Twin,
         previous: Option<&crate::domain::twin::Twin>,
+        event: Option<&crate::domain::registry::LifecycleEvent>,
     ) -> Result<crate::ports::TwinWrite, StoreError> {
         use crate::ports::TwinWrite;
         let mut twins = lock(&self.twins);
@@ -290,6 +293,7 @@ impl crate::ports::TwinStore for InMemoryTwins {
         twins.insert(id.clone(), twin.clone());
         self.writes
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        lock(&self.events).extend(event.cloned());
         Ok(TwinWrite::Written)
     }
 
@@ -1229,5 +1233,239 @@ impl crate::ports::MethodCalls for InMemoryMethodCalls {
         } else {
             crate::ports::CallChange::NotApplicable
         })
+    }
+}
+
+pub use jobs::InMemoryJobs;
+
+mod jobs {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use super::lock;
+    use crate::domain::job::{
+        ChunkState, DeviceJob, DeviceJobStatus, Expansion, Job, JobChunk, JobStatus,
+    };
+    use crate::domain::timestamp::Timestamp;
+    use crate::ports::{DeviceJobPage, FoundDevices, JobStore, StoreError};
+
+    /// Jobs, chunks and device results in memory, with the adapter's conditions.
+    #[derive(Default)]
+    pub struct InMemoryJobs {
+        /// When set, this many more device results are recorded; then recording fails
+        /// (transiently), as when a worker dies between doing devices and recording them.
+        pub results_before_outage: Mutex<Option<usize>>,
+        jobs: Mutex<BTreeMap<String, Job>>,
+        chunks: Mutex<BTreeMap<(String, u64), JobChunk>>,
+        devices: Mutex<BTreeMap<(String, String), DeviceJob>>,
+    }
+
+    impl JobStore for InMemoryJobs {
+        async fn create_job(&self, job: &Job) -> Result<bool, StoreError> {
+            let mut jobs = lock(&self.jobs);
+            if jobs.contains_key(&job.spec.job_id) {
+                return Ok(false);
+            }
+            jobs.insert(job.spec.job_id.clone(), job.clone());
+            Ok(true)
+        }
+
+        async fn get_job(&self, job_id: &str) -> Result<Option<Job>, StoreError> {
+            Ok(lock(&self.jobs).get(job_id).cloned())
+        }
+
+        async fn list_jobs(&self) -> Result<Vec<Job>, StoreError> {
+            let mut jobs: Vec<Job> = lock(&self.jobs).values().cloned().collect();
+            jobs.sort_by_key(|j| std::cmp::Reverse(j.created_time));
+            Ok(jobs)
+        }
+
+        async fn set_status(
+            &self,
+            job_id: &str,
+            from: &[JobStatus],
+            to: JobStatus,
+            at: Timestamp,
+            reason: Option<&str>,
+        ) -> Result<bool, StoreError> {
+            let mut jobs = lock(&self.jobs);
+            match jobs.get_mut(job_id) {
+                Some(job) if from.contains(&job.status) => {
+                    job.status = to;
+                    job.touched_at = at;
+                    if !to.is_active() {
+                        job.end_time = Some(at);
+                    }
+                    if let Some(reason) = reason {
+                        job.failure_reason = Some(reason.to_owned());
+                    }
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        }
+
+        async fn add_devices(
+            &self,
+            job_id: &str,
+            expected: &Expansion,
+            next: &Expansion,
+            found: FoundDevices<'_>,
+        ) -> Result<bool, StoreError> {
+            let mut jobs = lock(&self.jobs);
+            let Some(job) = jobs.get_mut(job_id) else {
+                return Ok(false);
+            };
+            if job.expansion.next_chunk != expected.next_chunk || job.expansion.done {
+                return Ok(false);
+            }
+            job.expansion = next.clone();
+            job.touched_at = Timestamp::now();
+            job.device_count += found.device_jobs.len() as u64;
+            for chunk in found.chunks {
+                lock(&self.chunks).insert((job_id.to_owned(), chunk.number), chunk.clone());
+            }
+            for device in found.device_jobs {
+                lock(&self.devices).insert(
+                    (job_id.to_owned(), device.device_id.clone()),
+                    device.clone(),
+                );
+            }
+            Ok(true)
+        }
+
+        async fn get_chunk(
+            &self,
+            job_id: &str,
+            number: u64,
+        ) -> Result<Option<JobChunk>, StoreError> {
+            Ok(lock(&self.chunks)
+                .get(&(job_id.to_owned(), number))
+                .cloned())
+        }
+
+        async fn unsent_chunks(
+            &self,
+            job_id: &str,
+            sent_before: Timestamp,
+        ) -> Result<Vec<JobChunk>, StoreError> {
+            Ok(lock(&self.chunks)
+                .iter()
+                .filter(|((job, _), c)| {
+                    job == job_id && c.state == ChunkState::Pending && c.sent_at < sent_before
+                })
+                .map(|(_, c)| c.clone())
+                .collect())
+        }
+
+        async fn mark_sent(
+            &self,
+            job_id: &str,
+            number: u64,
+            at: Timestamp,
+        ) -> Result<(), StoreError> {
+            if let Some(chunk) = lock(&self.chunks).get_mut(&(job_id.to_owned(), number)) {
+                chunk.sent_at = at;
+            }
+            Ok(())
+        }
+
+        async fn start_chunk(
+            &self,
+            job_id: &str,
+            number: u64,
+            devices: u64,
+        ) -> Result<bool, StoreError> {
+            let mut chunks = lock(&self.chunks);
+            match chunks.get_mut(&(job_id.to_owned(), number)) {
+                Some(chunk) if chunk.state == ChunkState::Pending => {
+                    chunk.state = ChunkState::Running;
+                    if let Some(job) = lock(&self.jobs).get_mut(job_id) {
+                        job.running_count += devices;
+                    }
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        }
+
+        async fn count_chunk(
+            &self,
+            job_id: &str,
+            number: u64,
+            devices: u64,
+            succeeded: u64,
+            failed: u64,
+        ) -> Result<bool, StoreError> {
+            let mut chunks = lock(&self.chunks);
+            match chunks.get_mut(&(job_id.to_owned(), number)) {
+                Some(chunk) if chunk.state == ChunkState::Running => {
+                    chunk.state = ChunkState::Counted;
+                    if let Some(job) = lock(&self.jobs).get_mut(job_id) {
+                        job.running_count = job.running_count.saturating_sub(devices);
+                        job.succeeded_count += succeeded;
+                        job.failed_count += failed;
+                    }
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        }
+
+        async fn device_job(
+            &self,
+            job_id: &str,
+            device_id: &str,
+        ) -> Result<Option<DeviceJob>, StoreError> {
+            Ok(lock(&self.devices)
+                .get(&(job_id.to_owned(), device_id.to_owned()))
+                .cloned())
+        }
+
+        async fn put_device_job(&self, device_job: &DeviceJob) -> Result<bool, StoreError> {
+            if let Some(left) = lock(&self.results_before_outage).as_mut() {
+                if *left == 0 {
+                    return Err(StoreError::transient(
+                        "in-memory jobs",
+                        std::io::Error::other("unavailable"),
+                    ));
+                }
+                *left -= 1;
+            }
+            let mut devices = lock(&self.devices);
+            let key = (device_job.job_id.clone(), device_job.device_id.clone());
+            if devices.get(&key).is_some_and(|d| {
+                !matches!(
+                    d.status,
+                    DeviceJobStatus::Pending | DeviceJobStatus::Running
+                )
+            }) {
+                return Ok(false);
+            }
+            devices.insert(key, device_job.clone());
+            Ok(true)
+        }
+
+        async fn device_jobs(
+            &self,
+            job_id: &str,
+            limit: usize,
+            after: Option<&str>,
+        ) -> Result<DeviceJobPage, StoreError> {
+            let devices = lock(&self.devices);
+            let mut page: Vec<DeviceJob> = devices
+                .iter()
+                .filter(|((job, device), _)| {
+                    job == job_id && after.is_none_or(|a| device.as_str() > a)
+                })
+                .map(|(_, d)| d.clone())
+                .take(limit + 1)
+                .collect();
+            let more = (page.len() > limit).then(|| {
+                page.truncate(limit);
+                page.last().map(|d| d.device_id.clone())
+            });
+            Ok((page, more.flatten()))
+        }
     }
 }

@@ -102,6 +102,10 @@ pub enum Operation {
     InvokeMethod,
     DeviceReceiveMethod,
     DeviceRespondMethod,
+    CreateJob,
+    GetJob,
+    CancelJob,
+    QueryJobs,
     DashboardIndex,
     DashboardAsset,
 }
@@ -327,6 +331,32 @@ pub const ROUTES: &[Route] = &[
         operation: Operation::DeviceRespondMethod,
         function: Function::Registry,
         access: Access::Device,
+    },
+    // Jobs (Azure's /jobs/v2). The literal `query` comes before `{jobId}`, as API Gateway
+    // prefers the more specific route.
+    Route {
+        key: "GET /jobs/v2/query",
+        operation: Operation::QueryJobs,
+        function: Function::Registry,
+        access: Access::Service(Permission::RegistryRead),
+    },
+    Route {
+        key: "PUT /jobs/v2/{jobId}",
+        operation: Operation::CreateJob,
+        function: Function::Registry,
+        access: Access::Service(Permission::RegistryWrite),
+    },
+    Route {
+        key: "GET /jobs/v2/{jobId}",
+        operation: Operation::GetJob,
+        function: Function::Registry,
+        access: Access::Service(Permission::RegistryRead),
+    },
+    Route {
+        key: "POST /jobs/v2/{jobId}/cancel",
+        operation: Operation::CancelJob,
+        function: Function::Registry,
+        access: Access::Service(Permission::RegistryWrite),
     },
     Route {
         key: "GET /ui",

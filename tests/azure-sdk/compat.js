@@ -6,12 +6,13 @@
 // the registry and lets the device client's HTTP receiver (polling every second) receive and
 // complete one cloud-to-device message; phase `registry` manages devices and twins with the
 // service SDK's Registry: update, bulk add/update/remove, list, statistics, twin get and update
-// (with a stale etag refused), twin queries paged and counted, delete.
+// (with a stale etag refused), twin queries paged and counted, delete; phase `jobs` runs a twin
+// job with the JobClient (below).
 //
 // Env: OWNER_CONNECTION_STRING, DEVICE_ID, PHASE; NODE_EXTRA_CA_CERTS trusts the gateway's certificate.
 'use strict';
 
-const { Registry, Client: ServiceClient } = require('azure-iothub');
+const { Registry, Client: ServiceClient, JobClient } = require('azure-iothub');
 const { Client, Message } = require('azure-iot-device');
 const { Http } = require('azure-iot-device-http');
 
@@ -121,7 +122,45 @@ async function invokeMethod() {
   console.log(JSON.stringify({ answered, unanswered }));
 }
 
+// Phase `jobs`: the service SDK's JobClient schedules a twin update over the devices tagged
+// `jobRun = DEVICE_ID` (the Rust test made them), waits for it with getJob, finds it with
+// createQuery by type and status, and cancels a scheduled one.
+async function runJobs() {
+  const owner = process.env.OWNER_CONNECTION_STRING;
+  const run = process.env.DEVICE_ID;
+  const jobs = JobClient.fromConnectionString(owner);
+  const jobId = `${run}-twin`;
+  const scheduled = (await jobs.scheduleTwinUpdate(jobId, `tags.jobRun = '${run}'`,
+    { etag: '*', properties: { desired: { sdkJob: run } } }, new Date(), 300)).jobStatus;
+  let job = scheduled;
+  const deadline = Date.now() + 60000;
+  while (job.status !== 'completed' && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    job = (await jobs.getJob(jobId)).jobStatus;
+  }
+  const listed = [];
+  const query = jobs.createQuery('scheduleUpdateTwin', 'completed', 50);
+  while (query.hasMoreResults) listed.push(...(await query.next()).result.map((j) => j.jobId));
+  const laterId = `${run}-later`;
+  await jobs.scheduleTwinUpdate(laterId, `tags.jobRun = '${run}'`, { tags: { late: true } },
+    new Date(Date.now() + 3600000), 60);
+  const cancelled = (await jobs.cancelJob(laterId)).jobStatus;
+  const registry = Registry.fromConnectionString(owner);
+  const twins = (await registry.createQuery(`SELECT * FROM devices WHERE tags.jobRun = '${run}'`).nextAsTwin()).result;
+  const perDevice = (await registry.createQuery(`SELECT * FROM devices.jobs WHERE devices.jobs.jobId = '${jobId}'`).next()).result;
+  console.log(JSON.stringify({
+    scheduledStatus: scheduled.status,
+    status: job.status,
+    statistics: job.deviceJobStatistics,
+    listed: listed.includes(jobId),
+    cancelled: cancelled.status,
+    desired: twins.map((t) => t.properties.desired.sdkJob),
+    perDevice: perDevice.map((d) => d.status),
+  }));
+}
+
 async function main() {
+  if (process.env.PHASE === 'jobs') return runJobs();
   if (process.env.PHASE === 'receive') return receiveOne();
   if (process.env.PHASE === 'method') return invokeMethod();
   if (process.env.PHASE === 'registry') return manageRegistry();

@@ -309,6 +309,8 @@ pub async fn custom_hub(overrides: &[(&'static str, &str)]) -> Hub {
 /// shared gateway.
 pub struct CustomGateway {
     pub http_url: String,
+    /// Its functions, to invoke directly (as an event source mapping would).
+    pub hub: Arc<Hub>,
     running: Option<hub_local::RunningGateway>,
 }
 
@@ -321,7 +323,7 @@ impl CustomGateway {
             tls_dir: std::env::temp_dir(),
             event_sources: None,
         };
-        let running = hub_local::start(hub, &options)
+        let running = hub_local::start(Arc::clone(&hub), &options)
             .await
             .unwrap_or_else(|e| panic!("gateway: {e}"));
         let http_url = format!(
@@ -330,6 +332,7 @@ impl CustomGateway {
         );
         Self {
             http_url,
+            hub,
             running: Some(running),
         }
     }
@@ -756,20 +759,32 @@ pub async fn receive_until(
             tokio::time::Instant::now() < deadline,
             "{queue_url} did not deliver the expected messages within {within:?}; got {seen:?}"
         );
-        for message in &receive_some(&client, queue_url).await {
+        let messages = receive_some(&client, queue_url).await;
+        let mut receipts = Vec::new();
+        for (i, message) in messages.iter().enumerate() {
             let body = message.body().unwrap_or_default();
             seen.push(
                 serde_json::from_str(body).unwrap_or_else(|e| panic!("{body} is not JSON: {e}")),
             );
             if let Some(receipt) = message.receipt_handle() {
-                client
-                    .delete_message()
-                    .queue_url(queue_url)
-                    .receipt_handle(receipt)
-                    .send()
-                    .await
-                    .unwrap_or_else(|e| panic!("delete: {e:?}"));
+                receipts.push(
+                    aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(receipt)
+                        .build()
+                        .unwrap_or_else(|e| panic!("delete entry: {e}")),
+                );
             }
+        }
+        // One call for the batch: a shared queue can hold thousands of events to get through.
+        if !receipts.is_empty() {
+            client
+                .delete_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(receipts))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("delete: {e:?}"));
         }
     }
     seen

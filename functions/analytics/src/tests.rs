@@ -497,7 +497,7 @@ async fn rules_select_devices_by_twin_tags_of_their_generation() {
             .cloned()
             .unwrap();
         let id = DeviceId::parse(device).unwrap();
-        twins.put_twin(&id, &twin, None).await.unwrap();
+        twins.put_twin(&id, &twin, None, None).await.unwrap();
     }
     let in_lab: Rule = serde_json::from_str(
         r#"{"id":"lab-hot","devices":{"tags":{"site":"lab"}},"condition":{"field":"t","operator":">","threshold":30},"actions":{"alert":{}}}"#,

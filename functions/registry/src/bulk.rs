@@ -10,14 +10,14 @@ use hub_shared::domain::registry::{
 use hub_shared::error::ApiError;
 use hub_shared::http::{AuthorizedRequest, HandlerError, Response};
 use hub_shared::ports::{
-    DeviceRegistry, IfMatch, MethodCalls, PolicyStore, QueueSender, TwinStore,
+    DeviceRegistry, IfMatch, JobStore, MethodCalls, PolicyStore, QueueSender, TwinStore,
 };
 
 use crate::RegistryHandler;
 use crate::devices::RegistryError;
 
-impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodCalls>
-    RegistryHandler<R, T, P, Q, M>
+impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodCalls, J: JobStore>
+    RegistryHandler<R, T, P, Q, M, J>
 {
     pub(crate) async fn bulk(
         &self,

@@ -13,8 +13,8 @@ use hub_shared::domain::timestamp::Timestamp;
 use hub_shared::error::{ApiError, ErrorCode};
 use hub_shared::http::{AuthorizedRequest, HandlerError, Response, parse_if_match};
 use hub_shared::ports::{
-    CreateOutcome, DeleteOutcome, DeviceRegistry, IfMatch, MethodCalls, PolicyStore, QueueSender,
-    TwinStore, UpdateOutcome,
+    CreateOutcome, DeleteOutcome, DeviceRegistry, IfMatch, JobStore, MethodCalls, PolicyStore,
+    QueueSender, TwinStore, UpdateOutcome,
 };
 
 use crate::RegistryHandler;
@@ -23,9 +23,24 @@ use crate::RegistryHandler;
 pub const MAX_TOP: usize = 1000;
 const CONTINUATION: &str = "x-ms-continuation";
 
-pub(crate) fn device_response(device: &Device) -> ApiGatewayV2httpResponse {
+/// Azure's device JSON, with `connectionState` as the twin shows it (active within the
+/// connected window).
+pub(crate) fn describe(device: &Device, connected: bool) -> DeviceDescription {
+    let mut description = device.to_description();
+    description.connection_state = Some(
+        if connected {
+            "Connected"
+        } else {
+            "Disconnected"
+        }
+        .to_owned(),
+    );
+    description
+}
+
+pub(crate) fn device_response(device: &Device, connected: bool) -> ApiGatewayV2httpResponse {
     Response::with_header(
-        Response::json(200, &device.to_description()),
+        Response::json(200, &describe(device, connected)),
         "etag",
         &format!("\"{}\"", device.etag),
     )
@@ -105,8 +120,8 @@ fn updated_keys(
     ))
 }
 
-impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodCalls>
-    RegistryHandler<R, T, P, Q, M>
+impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodCalls, J: JobStore>
+    RegistryHandler<R, T, P, Q, M, J>
 {
     pub(crate) async fn put_device(
         &self,
@@ -139,7 +154,10 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodC
                     .await?
             }
         };
-        Ok(device_response(&device))
+        Ok(device_response(
+            &device,
+            self.connected(&device, self.clock.now()),
+        ))
     }
 
     /// Creates a device; `DeviceAlreadyExists` if the id is taken.
@@ -243,7 +261,10 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodC
     ) -> Result<ApiGatewayV2httpResponse, HandlerError> {
         let device_id = path_device(request)?;
         match self.registry.get_device(&device_id).await? {
-            Some(device) => Ok(device_response(&device)),
+            Some(device) => Ok(device_response(
+                &device,
+                self.connected(&device, self.clock.now()),
+            )),
             None => Err(not_found(&device_id).into()),
         }
     }
@@ -299,8 +320,12 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodC
     ) -> Result<ApiGatewayV2httpResponse, HandlerError> {
         let (top, after) = page_request(request)?;
         let page = self.registry.list_devices(top, after.as_ref()).await?;
-        let descriptions: Vec<DeviceDescription> =
-            page.devices.iter().map(Device::to_description).collect();
+        let now = self.clock.now();
+        let descriptions: Vec<DeviceDescription> = page
+            .devices
+            .iter()
+            .map(|d| describe(d, self.connected(d, now)))
+            .collect();
         Ok(with_continuation(
             Response::json(200, &descriptions),
             page.more_after.as_ref(),

@@ -1,4 +1,5 @@
-//! Device lifecycle events (`createDeviceIdentity`, `deleteDeviceIdentity`) for integrations.
+//! Device lifecycle events (`createDeviceIdentity`, `deleteDeviceIdentity`) and twin change
+//! events (`updateTwin`, `replaceTwin`) for integrations.
 //!
 //! Each event is written to the registry's outbox in the same transaction as the change it
 //! describes, published to SQS right after, and removed from the outbox once published. When
@@ -10,13 +11,13 @@ use hub_shared::domain::registry::{LifecycleEvent, LifecycleOperation};
 use hub_shared::domain::timestamp::Timestamp;
 use hub_shared::error::Chain;
 use hub_shared::ports::{
-    DeviceRegistry, MethodCalls, PolicyStore, QueueSender, StoreError, TwinStore,
+    DeviceRegistry, JobStore, MethodCalls, PolicyStore, QueueSender, StoreError, TwinStore,
 };
 
 use crate::RegistryHandler;
 
-impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodCalls>
-    RegistryHandler<R, T, P, Q, M>
+impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodCalls, J: JobStore>
+    RegistryHandler<R, T, P, Q, M, J>
 {
     pub(crate) fn lifecycle_event(
         &self,
@@ -32,6 +33,7 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodC
             etag: device.etag.clone(),
             status: device.status,
             operation_timestamp: self.clock.now(),
+            body: None,
         }
     }
 

@@ -9,7 +9,9 @@ use hub_shared::domain::timestamp::Timestamp;
 use hub_shared::domain::twin::Twin;
 use hub_shared::error::ApiError;
 use hub_shared::http::{AuthorizedRequest, HandlerError, Response};
-use hub_shared::ports::{DeviceRegistry, MethodCalls, PolicyStore, QueueSender, TwinStore};
+use hub_shared::ports::{
+    DeviceRegistry, JobStore, MethodCalls, PolicyStore, QueueSender, TwinStore,
+};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -48,8 +50,8 @@ struct FleetPage {
     devices: Vec<FleetDevice>,
 }
 
-impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodCalls>
-    RegistryHandler<R, T, P, Q, M>
+impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodCalls, J: JobStore>
+    RegistryHandler<R, T, P, Q, M, J>
 {
     /// `GET /session`: the policy the token was signed with and its rights, so a tool offers
     /// only what the hub would allow.

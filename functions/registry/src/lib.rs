@@ -6,6 +6,8 @@ pub mod bulk;
 pub mod devices;
 pub mod events;
 pub mod fleet;
+mod job_worker;
+pub mod jobs;
 pub mod methods;
 pub mod policies;
 pub mod query;
@@ -17,8 +19,8 @@ use std::time::Duration;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use hub_shared::aws::{
-    Clients, DynamoDbDeviceRegistry, DynamoDbMethodCalls, DynamoDbPolicyStore, DynamoDbTwinStore,
-    SqsQueue,
+    Clients, DynamoDbDeviceRegistry, DynamoDbJobStore, DynamoDbMethodCalls, DynamoDbPolicyStore,
+    DynamoDbTwinStore, SqsQueue,
 };
 use hub_shared::clock::SharedClock;
 use hub_shared::config::{ConfigError, Env, vars};
@@ -27,7 +29,7 @@ use hub_shared::domain::timestamp::Timestamp;
 use hub_shared::http::{HandlerError, HttpRequest, Response, record_activity, respond};
 use hub_shared::lambda::{Function, InvocationError};
 use hub_shared::ports::{
-    ActivityRecorder, DeviceRegistry, MethodCalls, PolicyStore, QueueSender, TwinStore,
+    ActivityRecorder, DeviceRegistry, JobStore, MethodCalls, PolicyStore, QueueSender, TwinStore,
 };
 use hub_shared::routes::{Access, Operation};
 use serde_json::Value;
@@ -42,6 +44,8 @@ pub struct RegistryConfig {
     pub twins_table: String,
     pub twin_tags_table: String,
     pub method_calls_table: String,
+    pub jobs_table: String,
+    pub job_work_queue_url: String,
     pub policies_table: String,
     pub registry_events_queue_url: String,
     pub connected_window: Duration,
@@ -55,6 +59,8 @@ impl RegistryConfig {
             twins_table: env.required(vars::TWINS_TABLE)?,
             twin_tags_table: env.required(vars::TWIN_TAGS_TABLE)?,
             method_calls_table: env.required(vars::METHOD_CALLS_TABLE)?,
+            jobs_table: env.required(vars::JOBS_TABLE)?,
+            job_work_queue_url: env.required(vars::JOB_WORK_QUEUE_URL)?,
             policies_table: env.required(vars::POLICIES_TABLE)?,
             registry_events_queue_url: env.required(vars::REGISTRY_EVENTS_QUEUE_URL)?,
             connected_window: env.seconds_or(
@@ -65,13 +71,15 @@ impl RegistryConfig {
     }
 }
 
-/// The function as deployed: devices, twins and policies in DynamoDB, lifecycle events to SQS.
+/// The function as deployed: devices, twins, policies, method calls and jobs in DynamoDB,
+/// lifecycle events and job work items in SQS.
 pub type Handler = RegistryHandler<
     DynamoDbDeviceRegistry,
     DynamoDbTwinStore,
     DynamoDbPolicyStore,
     SqsQueue,
     DynamoDbMethodCalls,
+    DynamoDbJobStore,
 >;
 
 /// Builds the function from its configuration, as its `main` does at cold start and the local
@@ -81,16 +89,27 @@ pub fn build(config: &RegistryConfig, clients: &Clients) -> Handler {
         DynamoDbDeviceRegistry::new(clients.dynamodb.clone(), &config.registry_table)
             .with_twins_table(&config.twins_table),
         DynamoDbTwinStore::new(clients.dynamodb.clone(), &config.twins_table)
-            .with_tag_index(&config.twin_tags_table),
+            .with_tag_index(&config.twin_tags_table)
+            .with_outbox(&config.registry_table),
         DynamoDbPolicyStore::new(clients.dynamodb.clone(), &config.policies_table),
         SqsQueue::new(clients.sqs.clone(), &config.registry_events_queue_url),
         DynamoDbMethodCalls::new(clients.dynamodb.clone(), &config.method_calls_table),
+        JobPorts {
+            store: DynamoDbJobStore::new(clients.dynamodb.clone(), &config.jobs_table),
+            work: SqsQueue::new(clients.sqs.clone(), &config.job_work_queue_url),
+        },
         &config.host_name,
     )
     .with_connected_window(config.connected_window)
 }
 
-pub struct RegistryHandler<R, T, P, Q, M> {
+/// Where jobs are kept, and the queue their work items go to.
+pub struct JobPorts<J, Q> {
+    pub store: J,
+    pub work: Q,
+}
+
+pub struct RegistryHandler<R, T, P, Q, M, J> {
     pub registry: R,
     pub twins: T,
     pub policies: P,
@@ -98,6 +117,9 @@ pub struct RegistryHandler<R, T, P, Q, M> {
     pub events: Q,
     /// Direct method calls while they are waited for.
     pub methods: M,
+    pub jobs: J,
+    /// Where job work items go (the registry consumes them from SQS).
+    pub job_work: Q,
     pub hub_name: String,
     /// How long an event may wait in the outbox before the sweep takes it as lost in transit
     /// (rather than about to be published by the request that wrote it).
@@ -110,7 +132,7 @@ pub struct RegistryHandler<R, T, P, Q, M> {
 /// How recently a device must have been active to count as connected, unless configured.
 pub const DEFAULT_CONNECTED_WINDOW: Duration = Duration::from_secs(300);
 
-impl<R, T, P, Q, M> RegistryHandler<R, T, P, Q, M> {
+impl<R, T, P, Q, M, J> RegistryHandler<R, T, P, Q, M, J> {
     /// Whether `device` counts as connected at `now`: HTTP devices hold no connection, so
     /// "connected" means active within the window.
     pub fn connected(&self, device: &Device, now: Timestamp) -> bool {
@@ -128,13 +150,14 @@ impl<R, T, P, Q, M> RegistryHandler<R, T, P, Q, M> {
 /// Longest a device may wait for a desired-properties change (`waitSeconds`).
 pub const MAX_WAIT: Duration = Duration::from_secs(20);
 
-impl<R, T, P, Q, M> RegistryHandler<R, T, P, Q, M>
+impl<R, T, P, Q, M, J> RegistryHandler<R, T, P, Q, M, J>
 where
     R: DeviceRegistry + ActivityRecorder,
     T: TwinStore,
     P: PolicyStore,
     Q: QueueSender,
     M: MethodCalls,
+    J: JobStore,
 {
     pub fn new(
         registry: R,
@@ -142,6 +165,7 @@ where
         policies: P,
         events: Q,
         methods: M,
+        jobs: JobPorts<J, Q>,
         hub_name: impl Into<String>,
     ) -> Self {
         Self {
@@ -150,6 +174,8 @@ where
             policies,
             events,
             methods,
+            jobs: jobs.store,
+            job_work: jobs.work,
             hub_name: hub_name.into(),
             outbox_grace: Duration::from_secs(30),
             connected_window: DEFAULT_CONNECTED_WINDOW,
@@ -212,28 +238,39 @@ where
             Operation::InvokeMethod => self.invoke_method(&request).await,
             Operation::DeviceReceiveMethod => self.receive_method(&request).await,
             Operation::DeviceRespondMethod => self.respond_method(&request).await,
+            Operation::CreateJob => self.create_job(&request).await,
+            Operation::GetJob => self.get_job(&request).await,
+            Operation::CancelJob => self.cancel_job(&request).await,
+            Operation::QueryJobs => self.query_jobs(&request).await,
             _ => Err(request.not_served("the registry").into()),
         }
     }
 }
 
-impl<R, T, P, Q, M> Function for RegistryHandler<R, T, P, Q, M>
+impl<R, T, P, Q, M, J> Function for RegistryHandler<R, T, P, Q, M, J>
 where
     R: DeviceRegistry + ActivityRecorder,
     T: TwinStore,
     P: PolicyStore,
     Q: QueueSender,
     M: MethodCalls,
+    J: JobStore,
 {
-    /// Dispatches on the event's shape: a scheduled sweep of the event outbox (`detail-type`), or
-    /// an API Gateway request. A sweep that fails fails the invocation.
+    /// Dispatches on the event's shape: a scheduled sweep (`detail-type`: the event outbox and
+    /// the jobs), a batch of job work items from SQS (`Records`), or an API Gateway request. A
+    /// sweep that fails fails the invocation.
     async fn invoke(&self, event: Value) -> Result<Value, InvocationError> {
         if event.get("detail-type").is_some() {
             let published = self
                 .publish_pending()
                 .await
                 .map_err(InvocationError::Failed)?;
-            return Ok(serde_json::json!({ "published": published }));
+            let jobs = self.sweep_jobs().await.map_err(InvocationError::Failed)?;
+            return Ok(serde_json::json!({ "published": published, "jobsResumed": jobs }));
+        }
+        if event.get("Records").is_some() {
+            let batch: aws_lambda_events::sqs::SqsEvent = hub_shared::lambda::event(event)?;
+            return hub_shared::lambda::response(&self.work_jobs(batch).await);
         }
         let request: ApiGatewayV2httpRequest = hub_shared::lambda::event(event)?;
         hub_shared::lambda::response(&self.handle_http(&request).await)

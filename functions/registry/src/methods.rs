@@ -8,13 +8,14 @@
 use std::time::Duration;
 
 use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
+use hub_shared::domain::device_id::DeviceId;
 use hub_shared::domain::method::{
     MethodCall, MethodDelivery, MethodRequest, MethodResponse, MethodState,
 };
 use hub_shared::error::{ApiError, ErrorCode};
 use hub_shared::http::{AuthorizedRequest, HandlerError, Response};
 use hub_shared::ports::{
-    CallChange, DeviceRegistry, MethodCalls, PolicyStore, QueueSender, TwinStore,
+    CallChange, DeviceRegistry, JobStore, MethodCalls, PolicyStore, QueueSender, TwinStore,
 };
 use tokio::time::Instant;
 
@@ -29,7 +30,7 @@ pub const MAX_INVOKE_WAIT: Duration = Duration::from_secs(20);
 /// has to take the call; a device that keeps a method poll open takes it within half a second.
 pub const CONNECT_GRACE: Duration = Duration::from_secs(2);
 
-fn not_online(device: &str) -> HandlerError {
+pub(crate) fn not_online(device: &str) -> HandlerError {
     ApiError::new(
         ErrorCode::DeviceNotOnline,
         format!(
@@ -48,8 +49,8 @@ fn next_pause(pause: Duration) -> Duration {
     (pause * 2).min(Duration::from_millis(500))
 }
 
-impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodCalls>
-    RegistryHandler<R, T, P, Q, M>
+impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodCalls, J: JobStore>
+    RegistryHandler<R, T, P, Q, M, J>
 {
     /// `POST /twins/{id}/methods`: records the call, then waits for the device to take it
     /// (connect timeout) and to answer it (response timeout), within `MAX_INVOKE_WAIT`.
@@ -69,11 +70,6 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodC
             return Err(not_online(device_id.as_str()));
         }
         let started = Instant::now();
-        // Azure's SDKs wait connect + response timeout in all before giving up themselves, so
-        // the answer must come within that, and within what API Gateway allows.
-        let give_up = started
-            + (invocation.connect_timeout + invocation.response_timeout).min(MAX_INVOKE_WAIT);
-        let connect_by = (started + invocation.connect_timeout.max(CONNECT_GRACE)).min(give_up);
         let call = MethodCall {
             request_id: uuid::Uuid::now_v7().to_string(),
             generation_id: device.generation_id.clone(),
@@ -83,32 +79,51 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodC
             state: MethodState::Pending,
         };
         self.methods.put_call(&device_id, &call).await?;
+        let response = self
+            .await_answer(&device_id, &call.request_id, &invocation, started)
+            .await?;
+        if let Err(error) = self
+            .methods
+            .remove_call(&device_id, &call.request_id, false)
+            .await
+        {
+            // The answer is in hand; the item expires on its own.
+            tracing::warn!(device = %device_id, error = %hub_shared::error::Chain(&error), "an answered method call stays until its TTL");
+        }
+        Ok(Response::json(200, &response))
+    }
+
+    /// Waits, from `started`, for the device to take the call (connect timeout) and to answer it
+    /// (response timeout), within `MAX_INVOKE_WAIT`. An answered call stays stored: the caller
+    /// removes it once the answer is safe (a job records it first, so a retried job finds it).
+    pub(crate) async fn await_answer(
+        &self,
+        device_id: &DeviceId,
+        request_id: &str,
+        invocation: &MethodRequest,
+        started: Instant,
+    ) -> Result<MethodResponse, HandlerError> {
+        // Azure's SDKs wait connect + response timeout in all before giving up themselves, so
+        // the answer must come within that, and within what API Gateway allows.
+        let give_up = started
+            + (invocation.connect_timeout + invocation.response_timeout).min(MAX_INVOKE_WAIT);
+        let connect_by = (started + invocation.connect_timeout.max(CONNECT_GRACE)).min(give_up);
         let mut taken_seen: Option<Instant> = None;
         let mut pause = Duration::from_millis(50);
         loop {
             tokio::time::sleep(pause).await;
             pause = next_pause(pause);
             let now = Instant::now();
-            let Some(current) = self.methods.get_call(&device_id, &call.request_id).await? else {
+            let Some(current) = self.methods.get_call(device_id, request_id).await? else {
                 return Err(not_online(device_id.as_str()));
             };
             match current.state {
-                MethodState::Answered { response } => {
-                    if let Err(error) = self
-                        .methods
-                        .remove_call(&device_id, &call.request_id, false)
-                        .await
-                    {
-                        // The answer is in hand; the item expires on its own.
-                        tracing::warn!(device = %device_id, error = %hub_shared::error::Chain(&error), "an answered method call stays until its TTL");
-                    }
-                    return Ok(Response::json(200, &response));
-                }
+                MethodState::Answered { response } => return Ok(response),
                 MethodState::Pending if now >= connect_by => {
                     // Taken meanwhile: wait for the answer after all.
                     if self
                         .methods
-                        .remove_call(&device_id, &call.request_id, true)
+                        .remove_call(device_id, request_id, true)
                         .await?
                         == CallChange::Changed
                     {
@@ -120,7 +135,7 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodC
                     let taken = *taken_seen.get_or_insert(now);
                     if now >= (taken + invocation.response_timeout).min(give_up) {
                         self.methods
-                            .remove_call(&device_id, &call.request_id, false)
+                            .remove_call(device_id, request_id, false)
                             .await?;
                         return Err(ApiError::new(
                             ErrorCode::GatewayTimeout,

@@ -7,7 +7,7 @@ use hub_shared::domain::sas::SymmetricKey;
 use hub_shared::error::{ApiError, ErrorCode};
 use hub_shared::http::{AuthorizedRequest, HandlerError, Response};
 use hub_shared::ports::{
-    DeviceRegistry, KeySlot, MethodCalls, PolicyStore, QueueSender, TwinStore,
+    DeviceRegistry, JobStore, KeySlot, MethodCalls, PolicyStore, QueueSender, TwinStore,
 };
 use serde_json::{Value, json};
 
@@ -23,8 +23,8 @@ fn rule(policy: &AccessPolicy) -> Value {
     })
 }
 
-impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodCalls>
-    RegistryHandler<R, T, P, Q, M>
+impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodCalls, J: JobStore>
+    RegistryHandler<R, T, P, Q, M, J>
 {
     pub(crate) async fn list_policies(&self) -> Result<ApiGatewayV2httpResponse, HandlerError> {
         let policies = self.policies.list_policies().await?;

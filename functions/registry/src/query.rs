@@ -13,11 +13,14 @@ use hub_shared::domain::device_id::DeviceId;
 use hub_shared::domain::twin::Twin;
 use hub_shared::error::ApiError;
 use hub_shared::http::{AuthorizedRequest, HandlerError, Response};
-use hub_shared::ports::{DeviceRegistry, MethodCalls, PolicyStore, QueueSender, TwinStore};
+use hub_shared::ports::{
+    DeviceRegistry, JobStore, MethodCalls, PolicyStore, QueueSender, TwinStore,
+};
 
-use hub_shared::query::{Groups, Query, Select, holds, parse_query, project};
+use hub_shared::query::ast::BinaryOp;
+use hub_shared::query::{Expr, Groups, Query, Segment, Select, holds, parse_query, project};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::RegistryHandler;
@@ -46,17 +49,17 @@ struct QueryRequest {
 /// Where the next page of a query starts. Bound to the query's text, so a token cannot be
 /// replayed against another query.
 #[derive(Debug, Serialize, Deserialize)]
-struct Continuation {
+pub(crate) struct Continuation {
     /// First 8 bytes of the query's SHA-256, hex.
-    q: String,
+    pub(crate) q: String,
     /// The scan continues after this device.
     #[serde(skip_serializing_if = "Option::is_none")]
-    after: Option<String>,
+    pub(crate) after: Option<String>,
     /// Results answered so far (for TOP) or, for aggregates, rows answered so far.
-    served: usize,
+    pub(crate) served: usize,
 }
 
-fn fingerprint(text: &str) -> String {
+pub(crate) fn fingerprint(text: &str) -> String {
     Sha256::digest(text.as_bytes())[..8]
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -68,9 +71,9 @@ fn bad(message: impl Into<String>) -> HandlerError {
 }
 
 /// One page of answers and where the next starts.
-struct Page {
-    items: Vec<Value>,
-    next: Option<Continuation>,
+pub(crate) struct Page {
+    pub(crate) items: Vec<Value>,
+    pub(crate) next: Option<Continuation>,
     /// Devices read to answer it (what it cost; see docs/queries.md).
     devices_read: usize,
 }
@@ -84,8 +87,8 @@ struct Candidates {
     more_after: Option<DeviceId>,
 }
 
-impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodCalls>
-    RegistryHandler<R, T, P, Q, M>
+impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodCalls, J: JobStore>
+    RegistryHandler<R, T, P, Q, M, J>
 {
     async fn candidates(
         &self,
@@ -135,10 +138,11 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodC
             .ok_or_else(|| bad("the body must be {\"query\": \"...\"} with a query"))?;
         let query = parse_query(&text)
             .map_err(|e| bad(format!("the query is not valid: {}", e.located(&text))))?;
-        if !query.from.eq_ignore_ascii_case("devices") {
+        let device_jobs = query.from.eq_ignore_ascii_case("devices.jobs");
+        if !query.from.eq_ignore_ascii_case("devices") && !device_jobs {
             return Err(bad(format!(
                 "the query is not valid: FROM {} is not a collection this hub queries \
-                 (devices is)",
+                 (devices and devices.jobs are)",
                 query.from
             )));
         }
@@ -168,12 +172,15 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodC
                 .ok_or_else(|| bad("the continuation token is not one of this query's"))?,
         };
         let plan = plan(&query);
-        let page = if query.aggregates() {
+        let page = if device_jobs {
+            self.device_jobs_page(&query, page_size, start).await?
+        } else if query.aggregates() {
             self.aggregate(&query, &plan, page_size, start).await?
         } else {
             self.documents(&query, &plan, page_size, start).await?
         };
         let item_type = match query.select {
+            Select::All if device_jobs => "DeviceJob",
             Select::All => "Twin",
             Select::Items(_) => "Raw",
         };
@@ -218,7 +225,7 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodC
 
     /// Matching documents from where `start` left off, until the page is full, the registry
     /// ends, or this request has examined its share of the fleet.
-    async fn documents(
+    pub(crate) async fn documents(
         &self,
         query: &Query,
         plan: &Plan,
@@ -283,6 +290,89 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodC
         })
     }
 
+    /// `SELECT ... FROM devices.jobs WHERE devices.jobs.jobId = '<id>' [AND ...]`: one job's
+    /// per-device results (Azure's device jobs), in device id order. The job must be named: the
+    /// results are stored by job.
+    async fn device_jobs_page(
+        &self,
+        query: &Query,
+        page_size: usize,
+        start: Continuation,
+    ) -> Result<Page, HandlerError> {
+        if query.aggregates() {
+            return Err(bad(
+                "the query is not valid: devices.jobs queries do not aggregate",
+            ));
+        }
+        let job_id = query
+            .filter
+            .iter()
+            .flat_map(Expr::conjuncts)
+            .find_map(job_equality)
+            .ok_or_else(|| {
+                bad(
+                    "the query is not valid: a devices.jobs query names its job \
+                     (WHERE devices.jobs.jobId = '<id>')",
+                )
+            })?;
+        let wanted = match query.top {
+            Some(top) => page_size.min(top.saturating_sub(start.served)),
+            None => page_size,
+        };
+        let mut items = Vec::new();
+        let mut after = start.after.clone();
+        let mut read = 0;
+        while items.len() < wanted {
+            let (results, more_after) = self
+                .jobs
+                .device_jobs(&job_id, SCAN_PAGE, after.as_deref())
+                .await?;
+            let mut results = results.into_iter();
+            for result in results.by_ref() {
+                read += 1;
+                after = Some(result.device_id.clone());
+                let mut document = serde_json::to_value(&result).unwrap_or_default();
+                // Conditions name fields as `devices.jobs.<field>`, or bare.
+                let nested = json!({ "jobs": document.clone() });
+                if let Value::Object(fields) = &mut document {
+                    fields.insert("devices".into(), nested);
+                }
+                if query.filter.as_ref().is_none_or(|f| holds(f, &document)) {
+                    if let Value::Object(fields) = &mut document {
+                        fields.remove("devices");
+                    }
+                    items.push(project(query, &document));
+                    if items.len() == wanted {
+                        break;
+                    }
+                }
+            }
+            if results.len() == 0 {
+                match more_after {
+                    Some(more) => after = Some(more),
+                    None => {
+                        after = None;
+                        break;
+                    }
+                }
+            }
+        }
+        let served = start.served + items.len();
+        let next = match after {
+            Some(after) if query.top.is_none_or(|top| served < top) => Some(Continuation {
+                q: start.q,
+                after: Some(after),
+                served,
+            }),
+            _ => None,
+        };
+        Ok(Page {
+            items,
+            next,
+            devices_read: read,
+        })
+    }
+
     /// Every device read once, grouped; rows answered a page at a time from the whole result.
     async fn aggregate(
         &self,
@@ -327,4 +417,25 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodC
             devices_read,
         })
     }
+}
+
+/// The job a conjunct `devices.jobs.jobId = '<id>'` (or `jobId = '<id>'`) names.
+fn job_equality(conjunct: &Expr) -> Option<String> {
+    let Expr::Binary(BinaryOp::Eq, left, right) = conjunct else {
+        return None;
+    };
+    let ((Expr::Path(path), Expr::Literal(Value::String(id)))
+    | (Expr::Literal(Value::String(id)), Expr::Path(path))) = (left.as_ref(), right.as_ref())
+    else {
+        return None;
+    };
+    let names: Vec<&str> = path
+        .segments
+        .iter()
+        .map(|s| match s {
+            Segment::Field(name) => Some(name.as_str()),
+            Segment::Index(_) => None,
+        })
+        .collect::<Option<_>>()?;
+    matches!(names.as_slice(), ["devices", "jobs", "jobId"] | ["jobId"]).then(|| id.clone())
 }

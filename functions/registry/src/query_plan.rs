@@ -203,7 +203,7 @@ mod tests {
             )
             .unwrap();
             let id = DeviceId::parse(&format!("d-{i:02}")).unwrap();
-            twins.put_twin(&id, &twin, None).await.unwrap();
+            twins.put_twin(&id, &twin, None, None).await.unwrap();
         }
         let entries = vec!["a=0".to_owned(), "b=\"b0\"".to_owned()];
         let mut found = Vec::new();

@@ -5,7 +5,9 @@
 
 use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use hub_shared::http::{HandlerError, Response};
-use hub_shared::ports::{DeviceRegistry, MethodCalls, PolicyStore, QueueSender, TwinStore};
+use hub_shared::ports::{
+    DeviceRegistry, JobStore, MethodCalls, PolicyStore, QueueSender, TwinStore,
+};
 use serde::Serialize;
 
 use crate::RegistryHandler;
@@ -16,8 +18,8 @@ struct ServiceStatistics {
     connected_device_count: u64,
 }
 
-impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodCalls>
-    RegistryHandler<R, T, P, Q, M>
+impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodCalls, J: JobStore>
+    RegistryHandler<R, T, P, Q, M, J>
 {
     pub(crate) async fn service_statistics(
         &self,

@@ -13,8 +13,8 @@ use hub_shared::domain::policy::{Permission, Rights};
 use hub_shared::domain::registry::{BulkRegistryOperationResult, LifecycleEvent};
 use hub_shared::domain::sas::SymmetricKey;
 use hub_shared::fakes::{
-    InMemoryMethodCalls, InMemoryPolicies, InMemoryQueue, InMemoryRegistry, InMemoryTwins,
-    RequestBuilder, built_in_policies, device, error_code, response_body,
+    InMemoryJobs, InMemoryMethodCalls, InMemoryPolicies, InMemoryQueue, InMemoryRegistry,
+    InMemoryTwins, RequestBuilder, built_in_policies, device, error_code, response_body,
 };
 use hub_shared::http::AuthContext;
 use serde_json::{Value, json};
@@ -27,6 +27,7 @@ type TestHandler = RegistryHandler<
     InMemoryPolicies,
     InMemoryQueue,
     InMemoryMethodCalls,
+    InMemoryJobs,
 >;
 
 fn handler_with(
@@ -38,6 +39,10 @@ fn handler_with(
         InMemoryPolicies::with(built_in_policies()),
         InMemoryQueue::default(),
         InMemoryMethodCalls::default(),
+        JobPorts {
+            store: InMemoryJobs::default(),
+            work: InMemoryQueue::default(),
+        },
         "hub.example",
     )
 }
@@ -1129,5 +1134,82 @@ async fn store_failures_are_503_not_500() {
             .handle_http(&RequestBuilder::new(route, path, &reader()).build())
             .await;
         assert_error(&response, 503, "ServiceUnavailable");
+    }
+}
+
+mod jobs {
+    use super::*;
+    use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+    use hub_shared::ports::{JobStore, TwinStore};
+
+    fn batch(body: &str) -> SqsEvent {
+        let mut message = SqsMessage::default();
+        message.message_id = Some("m1".into());
+        message.body = Some(body.into());
+        let mut event = SqsEvent::default();
+        event.records = vec![message];
+        event
+    }
+
+    #[tokio::test]
+    async fn a_chunk_retried_after_a_crash_does_no_device_twice() {
+        let handler = handler_with((0..10).map(|i| device(&format!("d{i}"))));
+        let create = RequestBuilder::new("PUT /jobs/v2/{jobId}", "/jobs/v2/j1", &owner())
+            .body(
+                json!({
+                    "type": "scheduleUpdateTwin",
+                    "queryCondition": "STARTSWITH(deviceId, 'd')",
+                    "updateTwin": { "properties": { "desired": { "fw": "2" } } },
+                })
+                .to_string()
+                .as_bytes(),
+            )
+            .build();
+        let (status, body) = call(&handler, create).await;
+        assert_eq!(status, 200, "{body}");
+        let expand = handler.job_work.sent();
+        assert_eq!(expand.len(), 1);
+        let response = handler.work_jobs(batch(&expand[0])).await;
+        assert!(response.batch_item_failures.is_empty());
+        let chunk = handler.job_work.sent()[1].clone();
+        assert!(chunk.contains("\"chunk\""), "{chunk}");
+
+        // Every twin is written, then the worker dies after recording four results.
+        *handler.jobs.results_before_outage.lock().unwrap() = Some(4);
+        let response = handler.work_jobs(batch(&chunk)).await;
+        assert_eq!(response.batch_item_failures.len(), 1, "retried");
+        *handler.jobs.results_before_outage.lock().unwrap() = None;
+        let response = handler.work_jobs(batch(&chunk)).await;
+        assert!(response.batch_item_failures.is_empty());
+        handler.work_jobs(batch(&chunk)).await;
+
+        for i in 0..10 {
+            let twin = handler
+                .twins
+                .get_twin(&DeviceId::parse(&format!("d{i}")).unwrap())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(twin.desired.to_json()["fw"], "2");
+            assert_eq!(twin.version, 2, "d{i} written once");
+        }
+        let events = handler.twins.events.lock().unwrap().clone();
+        assert_eq!(events.len(), 10, "one updateTwin event per device");
+        assert!(
+            events
+                .iter()
+                .all(|e| e.op_type == hub_shared::domain::registry::LifecycleOperation::UpdateTwin)
+        );
+        let job = handler.jobs.get_job("j1").await.unwrap().unwrap();
+        assert_eq!(job.status, hub_shared::domain::job::JobStatus::Completed);
+        assert_eq!(
+            (
+                job.device_count,
+                job.succeeded_count,
+                job.failed_count,
+                job.running_count
+            ),
+            (10, 10, 0, 0)
+        );
     }
 }

@@ -9,11 +9,12 @@ use std::time::Duration;
 use aws_lambda_events::apigw::ApiGatewayV2httpResponse;
 use hub_shared::domain::device::Device;
 use hub_shared::domain::device_id::DeviceId;
+use hub_shared::domain::registry::{LifecycleEvent, LifecycleOperation};
 use hub_shared::domain::twin::{SectionKind, Twin};
 use hub_shared::error::{ApiError, ErrorCode};
 use hub_shared::http::{AuthorizedRequest, HandlerError, Response, parse_if_match};
 use hub_shared::ports::{
-    DeviceRegistry, IfMatch, MethodCalls, PolicyStore, QueueSender, TwinStore, TwinWrite,
+    DeviceRegistry, IfMatch, JobStore, MethodCalls, PolicyStore, QueueSender, TwinStore, TwinWrite,
 };
 use serde_json::{Value, json};
 
@@ -74,7 +75,7 @@ fn twin_response(device: &Device, twin: &Twin, connected: bool) -> ApiGatewayV2h
     )
 }
 
-enum Change {
+pub(crate) enum Change {
     Patch {
         tags: Option<Value>,
         desired: Option<Value>,
@@ -86,8 +87,8 @@ enum Change {
     Reported(Value),
 }
 
-impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodCalls>
-    RegistryHandler<R, T, P, Q, M>
+impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodCalls, J: JobStore>
+    RegistryHandler<R, T, P, Q, M, J>
 {
     /// The device and its twin (a fresh one if none is stored for this generation).
     async fn device_and_twin(
@@ -156,7 +157,7 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodC
         };
         let condition = parse_if_match(request.http.header("if-match"));
         let (device, twin) = self
-            .change_twin(&path_device(request)?, &condition, &change)
+            .change_twin(&path_device(request)?, &condition, &change, None)
             .await?;
         Ok(twin_response(
             &device,
@@ -166,15 +167,23 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodC
     }
 
     /// Applies a change with optimistic concurrency: read, change, write if the version is
-    /// unchanged, else read again (or 412 when the caller named an etag).
-    async fn change_twin(
+    /// unchanged, else read again (or 412 when the caller named an etag). A job's change is
+    /// written with the job's id in the twin, and not applied again to a twin that has it.
+    pub(crate) async fn change_twin(
         &self,
         device_id: &DeviceId,
         condition: &IfMatch,
         change: &Change,
+        job: Option<&str>,
     ) -> Result<(Device, Twin), HandlerError> {
         for attempt in 0..MAX_WRITE_ATTEMPTS {
             let (device, mut twin, stored) = self.device_and_twin(device_id).await?;
+            if let Some(job) = job {
+                if twin.jobs.iter().any(|j| j == job) {
+                    return Ok((device, twin));
+                }
+                twin.remember_job(job);
+            }
             if let IfMatch::Etag(etag) = condition
                 && *etag != twin.etag()
             {
@@ -201,12 +210,16 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodC
                 Change::Reported(reported) => twin.patch(SectionKind::Reported, reported, now),
             };
             applied.map_err(|e| bad(e.to_string()))?;
+            let event = self.twin_event(&device, &twin, change);
             match self
                 .twins
-                .put_twin(device_id, &twin, stored.as_ref())
+                .put_twin(device_id, &twin, stored.as_ref(), Some(&event))
                 .await?
             {
-                TwinWrite::Written => return Ok((device, twin)),
+                TwinWrite::Written => {
+                    self.publish(&event).await;
+                    return Ok((device, twin));
+                }
                 TwinWrite::Conflict if matches!(condition, IfMatch::Etag(_)) => {
                     return Err(ApiError::new(
                         ErrorCode::PreconditionFailed,
@@ -225,6 +238,34 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodC
             "too many concurrent changes to the twin of {device_id}; retry"
         ))
         .into())
+    }
+
+    /// The change event of a twin write: Azure's `twinChangeNotification`, whose body holds the
+    /// new version and the sections as the change wrote them.
+    fn twin_event(&self, device: &Device, twin: &Twin, change: &Change) -> LifecycleEvent {
+        let (op_type, body) = match change {
+            Change::Patch { tags, desired } => {
+                let mut body = json!({ "version": twin.version });
+                if let Some(tags) = tags {
+                    body["tags"] = tags.clone();
+                }
+                if let Some(desired) = desired {
+                    body["properties"] = json!({ "desired": desired });
+                }
+                (LifecycleOperation::UpdateTwin, body)
+            }
+            Change::Replace { tags, desired } => (
+                LifecycleOperation::ReplaceTwin,
+                json!({ "version": twin.version, "tags": tags, "properties": { "desired": desired } }),
+            ),
+            Change::Reported(reported) => (
+                LifecycleOperation::UpdateTwin,
+                json!({ "version": twin.version, "properties": { "reported": reported } }),
+            ),
+        };
+        let mut event = self.lifecycle_event(op_type, device);
+        event.body = Some(body);
+        event
     }
 
     /// `GET /devices/{id}/twin`: the device's view, desired and reported.
@@ -254,6 +295,7 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodC
                 &path_device(request)?,
                 &IfMatch::Any,
                 &Change::Reported(patch),
+                None,
             )
             .await?;
         let body = json!({ "$version": twin.reported.version });

@@ -4,6 +4,7 @@
 mod analytics;
 mod c2d;
 mod cold_start;
+mod jobs;
 mod query;
 mod twins;
 
@@ -18,6 +19,7 @@ use hub_shared::domain::sas::SymmetricKey;
 pub use analytics::{AnalyticsReport, analytics};
 pub use c2d::{C2dReport, c2d};
 pub use cold_start::{ColdStartReport, cold_start};
+pub use jobs::{JobsReport, jobs};
 pub use query::{QueryReport, query};
 pub use twins::{TwinsReport, twins};
 

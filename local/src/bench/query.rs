@@ -45,30 +45,15 @@ pub async fn query(
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let ids: Vec<String> = (0..devices).map(|i| format!("bq-{run}-{i:05}")).collect();
     let started = std::time::Instant::now();
-    bulk(&bench, &ids, "create").await?;
-    let tagged = futures::stream::iter(ids.iter().enumerate().map(|(i, id)| {
-        let request = bench
-            .http
-            .patch(format!("{}/twins/{id}", bench.base))
-            .header("authorization", &bench.owner)
-            .json(&json!({ "tags": {
-                "bench": run,
-                // Values of this run's own, so earlier runs' index entries do not weigh in.
-                "site": format!("{run}-site-{}", i % SITES),
-                "floor": i % 97,
-            }}));
-        async move {
-            let response = request.send().await?;
-            if response.status().as_u16() != 200 {
-                return Err(fail("tagging a bench twin", response.status()));
-            }
-            Ok::<(), ToolError>(())
-        }
-    }))
-    .buffer_unordered(CONCURRENCY)
-    .collect::<Vec<_>>()
-    .await;
-    tagged.into_iter().collect::<Result<Vec<()>, _>>()?;
+    make_fleet(&bench, &ids, |i| {
+        json!({
+            "bench": run,
+            // Values of this run's own, so earlier runs' index entries do not weigh in.
+            "site": format!("{run}-site-{}", i % SITES),
+            "floor": i % 97,
+        })
+    })
+    .await?;
     let setup = started.elapsed();
 
     let cases = [
@@ -164,9 +149,37 @@ pub async fn query(
     })
 }
 
+/// Registers the bench devices and gives device `i` the tags `tags(i)`.
+pub(super) async fn make_fleet(
+    bench: &Bench,
+    ids: &[String],
+    tags: impl Fn(usize) -> Value,
+) -> Result<(), ToolError> {
+    bulk(bench, ids, "create").await?;
+    let tagged = futures::stream::iter(ids.iter().enumerate().map(|(i, id)| {
+        let request = bench
+            .http
+            .patch(format!("{}/twins/{id}", bench.base))
+            .header("authorization", &bench.owner)
+            .json(&json!({ "tags": tags(i) }));
+        async move {
+            let response = request.send().await?;
+            if response.status().as_u16() != 200 {
+                return Err(fail("tagging a bench twin", response.status()));
+            }
+            Ok::<(), ToolError>(())
+        }
+    }))
+    .buffer_unordered(CONCURRENCY)
+    .collect::<Vec<_>>()
+    .await;
+    tagged.into_iter().collect::<Result<Vec<()>, _>>()?;
+    Ok(())
+}
+
 /// Creates or deletes the bench devices, a few per bulk request (a bulk request is one
 /// transaction per device, slow on LocalStack).
-async fn bulk(bench: &Bench, ids: &[String], mode: &str) -> Result<(), ToolError> {
+pub(super) async fn bulk(bench: &Bench, ids: &[String], mode: &str) -> Result<(), ToolError> {
     let results = futures::stream::iter(ids.chunks(BULK_CHUNK).map(|chunk| {
         let operations: Vec<Value> = chunk
             .iter()

@@ -22,6 +22,7 @@ macro_rules! conditional_write {
 pub mod analytics;
 mod batch_get;
 pub mod commands;
+pub mod jobs;
 pub mod kinesis;
 pub mod methods;
 pub mod policies;
@@ -31,6 +32,7 @@ pub mod twins;
 
 pub use analytics::{AnalyticsTables, DynamoDbAnalyticsStore, DynamoDbRuleStore};
 pub use commands::{CommandTables, DynamoDbCommandStore};
+pub use jobs::DynamoDbJobStore;
 pub use kinesis::KinesisRecordSink;
 pub use methods::DynamoDbMethodCalls;
 pub use policies::DynamoDbPolicyStore;

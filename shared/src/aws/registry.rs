@@ -204,12 +204,12 @@ fn only_conflicts<'a>(codes: impl Iterator<Item = Option<&'a str>> + Clone) -> b
             .all(|code| matches!(code, Some("TransactionConflict" | "None") | None))
 }
 
-type TransactWrite =
+pub(crate) type TransactWrite =
     aws_sdk_dynamodb::operation::transact_write_items::builders::TransactWriteItemsFluentBuilder;
 
 /// Sends a write transaction, trying again (rebuilt from the same request, so the same
 /// conditions) while it only conflicts with others.
-async fn send_transaction(
+pub(crate) async fn send_transaction(
     request: TransactWrite,
 ) -> Result<
     aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput,
@@ -223,6 +223,44 @@ async fn send_transaction(
                 attempt += 1;
             }
             result => return result,
+        }
+    }
+}
+
+/// Which item of a transaction holds the condition that decides it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Guard {
+    First,
+    Last,
+}
+
+/// Sends a transaction (retried while it only conflicts) whose `guard` item's condition is an
+/// answer, not a failure: `Ok(true)` written, `Ok(false)` that condition failed and nothing was
+/// written, `Err` any other failure.
+pub(crate) async fn send_guarded(
+    request: TransactWrite,
+    guard: Guard,
+    operation: &'static str,
+) -> Result<bool, StoreError> {
+    match send_transaction(request).await {
+        Ok(_) => Ok(true),
+        Err(error) => {
+            let refused = match error.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {
+                    let reasons = cancelled.cancellation_reasons();
+                    let reason = match guard {
+                        Guard::First => reasons.first(),
+                        Guard::Last => reasons.last(),
+                    };
+                    reason.and_then(|r| r.code()) == Some("ConditionalCheckFailed")
+                }
+                _ => false,
+            };
+            if refused {
+                Ok(false)
+            } else {
+                Err(transaction_error(operation)(error))
+            }
         }
     }
 }
@@ -247,18 +285,27 @@ impl DynamoDbDeviceRegistry {
     }
 
     fn outbox_put(&self, event: &LifecycleEvent) -> Result<TransactWriteItem, StoreError> {
-        const OPERATION: &str = "recording a lifecycle event";
-        let body = serde_json::to_string(event).map_err(|e| StoreError::rejected(OPERATION, e))?;
-        let put = Put::builder()
-            .table_name(&self.table)
-            .item("deviceId", s(format!("/outbox/{}", event.event_id)))
-            .item("event", s(body))
-            .item("outboxShard", s(OUTBOX_SHARD))
-            .item("createdAt", n(event.operation_timestamp.unix_millis()))
-            .build()
-            .map_err(build_error(OPERATION))?;
-        Ok(TransactWriteItem::builder().put(put).build())
+        outbox_item(&self.table, event)
     }
+}
+
+/// The outbox item of an event in the registry `table`, for a transaction that writes the change
+/// the event describes.
+pub(crate) fn outbox_item(
+    table: &str,
+    event: &LifecycleEvent,
+) -> Result<TransactWriteItem, StoreError> {
+    const OPERATION: &str = "recording a lifecycle event";
+    let body = serde_json::to_string(event).map_err(|e| StoreError::rejected(OPERATION, e))?;
+    let put = Put::builder()
+        .table_name(table)
+        .item("deviceId", s(format!("/outbox/{}", event.event_id)))
+        .item("event", s(body))
+        .item("outboxShard", s(OUTBOX_SHARD))
+        .item("createdAt", n(event.operation_timestamp.unix_millis()))
+        .build()
+        .map_err(build_error(OPERATION))?;
+    Ok(TransactWriteItem::builder().put(put).build())
 }
 
 impl DeviceRegistry for DynamoDbDeviceRegistry {

@@ -4,10 +4,12 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
 
+use crate::aws::registry::{Guard, outbox_item, send_guarded};
 use crate::aws::{build_error, corrupt_item, sdk_error};
 use crate::domain::device_id::DeviceId;
+use crate::domain::registry::LifecycleEvent;
 use crate::domain::tag_index;
 use crate::domain::twin::Twin;
 use crate::ports::{DeviceTags, IdPage, StoreError, TagReader, TwinStore, TwinWrite};
@@ -18,6 +20,9 @@ pub struct DynamoDbTwinStore {
     table: String,
     /// The tag index (`tagEntry`, `deviceId`), kept by every twin write when set.
     tag_index: Option<String>,
+    /// The registry table, whose outbox takes twin change events in the twin write's
+    /// transaction.
+    outbox: Option<String>,
 }
 
 impl DynamoDbTwinStore {
@@ -26,7 +31,14 @@ impl DynamoDbTwinStore {
             client,
             table: table.into(),
             tag_index: None,
+            outbox: None,
         }
+    }
+
+    /// Writes each change's event to the outbox of the registry `table`, atomically with it.
+    pub fn with_outbox(mut self, table: impl Into<String>) -> Self {
+        self.outbox = Some(table.into());
+        self
     }
 
     /// Keeps and answers from the tag index in `table` (partition key `tagEntry`, sort key
@@ -92,6 +104,7 @@ impl TwinStore for DynamoDbTwinStore {
         id: &DeviceId,
         twin: &Twin,
         previous: Option<&Twin>,
+        event: Option<&LifecycleEvent>,
     ) -> Result<TwinWrite, StoreError> {
         const OPERATION: &str = "writing a twin";
         let (added, removed) = match &self.tag_index {
@@ -118,9 +131,7 @@ impl TwinStore for DynamoDbTwinStore {
             serde_json::to_string(twin).map_err(|e| StoreError::rejected(OPERATION, e))?;
         let tags =
             serde_json::to_string(&twin.tags).map_err(|e| StoreError::rejected(OPERATION, e))?;
-        let mut request = self
-            .client
-            .put_item()
+        let mut put = Put::builder()
             .table_name(&self.table)
             .item("deviceId", s(id.to_string()))
             .item("generationId", s(&twin.generation_id))
@@ -128,33 +139,48 @@ impl TwinStore for DynamoDbTwinStore {
             .item("document", s(document))
             // Apart, so analytics reads a few bytes of tags rather than whole documents.
             .item("tags", s(tags));
-        request = match expected {
-            Some((version, generation)) => request
+        put = match expected {
+            Some((version, generation)) => put
                 .condition_expression("version = :version AND generationId = :gen")
                 .expression_attribute_values(":version", AttributeValue::N(version.to_string()))
                 .expression_attribute_values(":gen", s(generation)),
             // No twin yet, or one left by an earlier generation of the id.
-            None => request
+            None => put
                 .condition_expression("attribute_not_exists(deviceId) OR generationId <> :gen")
                 .expression_attribute_values(":gen", s(&twin.generation_id)),
         };
-        match request.send().await {
-            Ok(_) => {
-                for entry in &removed {
-                    if let Err(error) = self.remove_entry(id, twin, entry).await {
-                        tracing::warn!(device = %id, entry, error = %crate::error::Chain(&error), "a stale tag index entry stays (queries skip it)");
-                    }
-                }
-                Ok(TwinWrite::Written)
+        let put = put.build().map_err(build_error(OPERATION))?;
+        let written = match (event, &self.outbox) {
+            (Some(event), Some(outbox)) => {
+                let request = self
+                    .client
+                    .transact_write_items()
+                    .set_transact_items(Some(vec![
+                        TransactWriteItem::builder().put(put).build(),
+                        outbox_item(outbox, event)?,
+                    ]));
+                send_guarded(request, Guard::First, OPERATION).await?
             }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(TwinWrite::Conflict)
+            _ => {
+                let request = self
+                    .client
+                    .put_item()
+                    .table_name(&self.table)
+                    .set_item(Some(put.item().clone()))
+                    .set_condition_expression(put.condition_expression().map(str::to_owned))
+                    .set_expression_attribute_values(put.expression_attribute_values().cloned());
+                conditional_write!(request, OPERATION)?
             }
-            Err(e) => Err(sdk_error(OPERATION)(e)),
+        };
+        if !written {
+            return Ok(TwinWrite::Conflict);
         }
+        for entry in &removed {
+            if let Err(error) = self.remove_entry(id, twin, entry).await {
+                tracing::warn!(device = %id, entry, error = %crate::error::Chain(&error), "a stale tag index entry stays (queries skip it)");
+            }
+        }
+        Ok(TwinWrite::Written)
     }
 
     async fn forget_tags(&self, id: &DeviceId, twin: &Twin) -> Result<(), StoreError> {

@@ -6,6 +6,7 @@ pub mod connection_string;
 pub mod device;
 pub mod device_id;
 pub mod envelope;
+pub mod job;
 pub mod method;
 pub mod policy;
 pub mod registry;

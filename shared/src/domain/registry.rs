@@ -20,6 +20,11 @@ pub struct RegistryStatistics {
 pub enum LifecycleOperation {
     CreateDeviceIdentity,
     DeleteDeviceIdentity,
+    /// A twin patch (service tags and desired properties, the device's reported properties, a
+    /// job's update): Azure's `twinChangeNotification`.
+    UpdateTwin,
+    /// A service replaced tags and desired properties (`PUT /twins/{id}`).
+    ReplaceTwin,
 }
 
 impl LifecycleOperation {
@@ -27,6 +32,8 @@ impl LifecycleOperation {
         match self {
             LifecycleOperation::CreateDeviceIdentity => "createDeviceIdentity",
             LifecycleOperation::DeleteDeviceIdentity => "deleteDeviceIdentity",
+            LifecycleOperation::UpdateTwin => "updateTwin",
+            LifecycleOperation::ReplaceTwin => "replaceTwin",
         }
     }
 }
@@ -44,6 +51,10 @@ pub struct LifecycleEvent {
     pub etag: String,
     pub status: DeviceStatus,
     pub operation_timestamp: Timestamp,
+    /// Twin changes: what changed, as Azure's notification body (`version`, and the `tags` and
+    /// `properties.desired` / `properties.reported` the change wrote).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<serde_json::Value>,
 }
 
 /// What a bulk request asks for each device (Azure's `importMode`). Azure reads it without

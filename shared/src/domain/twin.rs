@@ -73,7 +73,14 @@ pub struct Twin {
     pub tags: Map<String, Value>,
     pub desired: Section,
     pub reported: Section,
+    /// The latest jobs that changed this twin, written with their change, so a job retried after
+    /// a crash sees that it already did this device (not part of Azure's twin document).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jobs: Vec<String>,
 }
+
+/// How many job ids a twin remembers: more than the jobs that run at once on one device.
+pub const REMEMBERED_JOBS: usize = 16;
 
 /// What a section patch does to metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +115,16 @@ impl Twin {
             tags: Map::new(),
             desired: Section::empty(),
             reported: Section::empty(),
+            jobs: Vec::new(),
         }
+    }
+
+    /// Remembers that `job_id` changed this twin.
+    pub fn remember_job(&mut self, job_id: &str) {
+        self.jobs.retain(|j| j != job_id);
+        self.jobs.push(job_id.to_owned());
+        let excess = self.jobs.len().saturating_sub(REMEMBERED_JOBS);
+        self.jobs.drain(..excess);
     }
 
     /// Azure's twin etag: base64 of the version as 8 big-endian bytes.

@@ -210,11 +210,14 @@ pub trait TwinStore: Send + Sync {
     ) -> impl Future<Output = Result<std::collections::HashMap<DeviceId, Twin>, StoreError>> + Send;
     /// Writes `twin` if the stored one is still `previous` (by version and generation; `None`:
     /// none stored, or one of another generation). Keeps the tag index, if the store has one.
+    /// Writes the twin if it is still `previous`, with `event` in the registry's event outbox
+    /// in the same transaction (so no twin change goes without its event).
     fn put_twin(
         &self,
         id: &DeviceId,
         twin: &Twin,
         previous: Option<&Twin>,
+        event: Option<&LifecycleEvent>,
     ) -> impl Future<Output = Result<TwinWrite, StoreError>> + Send;
     /// Removes the tag index entries of a deleted device's last twin (entries a later twin of
     /// the same generation wrote stay; a new generation's are untouched).
@@ -296,7 +299,9 @@ pub trait RecordSink: Send + Sync {
 
 mod analytics;
 mod commands;
+mod jobs;
 mod methods;
 pub use analytics::*;
 pub use commands::*;
+pub use jobs::*;
 pub use methods::*;

@@ -1,5 +1,6 @@
 //! Fleet management from outside: a twin query paged through the tag index, service statistics,
-//! and a direct method invoked by a service and answered by the device over HTTPS.
+//! a direct method invoked by a service and answered by the device over HTTPS, and a twin job run
+//! by the job-work queue.
 
 use std::time::Duration;
 
@@ -72,4 +73,54 @@ async fn a_direct_method_reaches_the_device_and_its_answer_comes_back() {
         json!({ "status": 200, "payload": { "done": "Reboot" } })
     );
     responder.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_twin_job_runs_through_the_job_queue_to_completion() {
+    let gateway = gateway();
+    let client = gateway.http();
+    let owner = gateway.owner_token().await;
+    let run = unique("e2e-job");
+    let mut devices = Vec::new();
+    for _ in 0..3 {
+        let device = gateway.register(&unique("e2e-j")).await;
+        let tagged = client
+            .patch(&format!("/twins/{}", device.id), &owner)
+            .json(&json!({ "tags": { "jobRun": run } }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(tagged.status().as_u16(), 200);
+        devices.push(device.id);
+    }
+    let job_id = unique("e2e-twinjob");
+    let created = client
+        .put(&format!("/jobs/v2/{job_id}"), &owner)
+        .json(&json!({
+            "type": "scheduleUpdateTwin",
+            "queryCondition": format!("tags.jobRun = '{run}'"),
+            "updateTwin": { "etag": "*", "properties": { "desired": { "jobRun": run } } },
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 200);
+    // The job-work queue's mapping runs it (the deployed function on MiniStack).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let job = loop {
+        let job: Value = client.get_json(&format!("/jobs/v2/{job_id}"), &owner).await;
+        if job["status"] == "completed" {
+            break job;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the job did not complete: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(job["deviceJobStatistics"]["succeededCount"], 3, "{job}");
+    for id in &devices {
+        let twin: Value = client.get_json(&format!("/twins/{id}"), &owner).await;
+        assert_eq!(twin["properties"]["desired"]["jobRun"], run.as_str());
+    }
 }

@@ -162,6 +162,35 @@ async fn azure_node_sdks_register_and_send_over_https() {
         serde_json::json!({ "name": "Error", "message": "Not found" })
     );
 
+    // The service SDK's JobClient: a twin job over two tagged devices, listed and awaited; a
+    // scheduled one cancelled.
+    let client = shared.http();
+    let owner_token = shared.owner_token().await;
+    for i in 1..=2 {
+        let id = format!("{device_id}-job{i}");
+        hub_tests::register_on(&client, &owner_token, &id).await;
+        let tagged = client
+            .patch(&format!("/twins/{id}"), &owner_token)
+            .json(&serde_json::json!({ "tags": { "jobRun": device_id } }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(tagged.status().as_u16(), 200);
+    }
+    let jobs = run_phase("jobs").await;
+    assert_eq!(jobs["status"], "completed", "{jobs}");
+    assert_eq!(jobs["statistics"]["succeededCount"], 2, "{jobs}");
+    assert_eq!(jobs["listed"], true);
+    assert_eq!(jobs["cancelled"], "cancelled");
+    assert_eq!(
+        jobs["desired"],
+        serde_json::json!([device_id.as_str(), device_id.as_str()])
+    );
+    assert_eq!(
+        jobs["perDevice"],
+        serde_json::json!(["completed", "completed"])
+    );
+
     let registry = run_phase("registry").await;
     gateway.shutdown();
     assert_eq!(received["body"], "set-interval 30");

@@ -143,8 +143,8 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
     let mappings = resources(&plan, "aws_lambda_event_source_mapping");
     assert_eq!(
         mappings.len(),
-        2,
-        "command requests (SQS) and telemetry (Kinesis)"
+        3,
+        "command requests and job work (SQS), telemetry (Kinesis)"
     );
     for mapping in &mappings {
         assert_eq!(
@@ -212,7 +212,7 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
         );
     }
     let queues = resources(&plan, "aws_sqs_queue");
-    assert_eq!(queues.len(), 9);
+    assert_eq!(queues.len(), 11);
     let tables: BTreeSet<String> = resources(&plan, "aws_dynamodb_table")
         .iter()
         .filter_map(|t| t["name"].as_str())
@@ -222,7 +222,7 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
                 .to_owned()
         })
         .collect();
-    for table in ["registry", "twins", "tags", "calls"] {
+    for table in ["registry", "twins", "tags", "calls", "jobs"] {
         assert!(tables.contains(table), "{table} missing: {tables:?}");
     }
     assert!(
@@ -238,6 +238,14 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
         })
         .count();
     assert_eq!(redriven, 1);
+    let job_mapping = resources(&plan, "aws_lambda_event_source_mapping")
+        .into_iter()
+        .find(|m| m["batch_size"] == 1)
+        .expect("the job-work mapping");
+    assert_eq!(
+        job_mapping["scaling_config"][0]["maximum_concurrency"], 2,
+        "jobs run with bounded concurrency"
+    );
     for permission in resources(&plan, "aws_lambda_permission") {
         if let Some(source) = permission["source_arn"].as_str() {
             assert!(
@@ -269,6 +277,8 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
         "iothub-commands-throttled",
         "iothub-twin-tags-throttled",
         "iothub-method-calls-throttled",
+        "iothub-jobs-throttled",
+        "iothub-job-work-dlq-has-messages",
     ] {
         assert!(
             names.contains(expected),
@@ -288,7 +298,7 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
             assert!(names.contains(&name), "alarm {name} missing");
         }
     }
-    assert_eq!(alarms.len(), 5 + 3 + 12 + 1 + 1 + 9);
+    assert_eq!(alarms.len(), 6 + 3 + 12 + 1 + 1 + 10);
     let topics = resources(&plan, "aws_sns_topic");
     assert_eq!(topics.len(), 1, "an alarm topic when none is given");
 

@@ -10,6 +10,7 @@ mod commands;
 mod damaged;
 mod hubctl;
 mod infra;
+mod jobs;
 mod lambda_binaries;
 mod methods;
 mod openapi;

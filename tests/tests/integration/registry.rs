@@ -610,6 +610,81 @@ async fn lifecycle_events_reach_the_integration_queue() {
 }
 
 #[tokio::test]
+async fn every_twin_write_publishes_its_change_event() {
+    let queue = fresh_queue("registry-events").await;
+    let custom = CustomGateway::start(&[(vars::REGISTRY_EVENTS_QUEUE_URL, &queue)]).await;
+    let client = custom.client();
+    let owner = gateway().owner_token().await;
+    let id = unique("twin-events");
+    let device = register_on(&client, &owner, &id).await;
+    let patched = client
+        .patch(&format!("/twins/{id}"), &owner)
+        .json(&serde_json::json!({ "tags": { "site": "a" }, "properties": { "desired": { "rate": 5 } } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status().as_u16(), 200);
+    let patched: serde_json::Value = patched.json().await.unwrap();
+    let replaced = client
+        .put(&format!("/twins/{id}"), &owner)
+        .json(&serde_json::json!({ "tags": { "site": "b" }, "properties": { "desired": {} } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replaced.status().as_u16(), 200);
+    let replaced: serde_json::Value = replaced.json().await.unwrap();
+    let reported = client
+        .patch(
+            &format!("/devices/{id}/twin/properties/reported"),
+            &device.token(),
+        )
+        .json(&serde_json::json!({ "rate": 5 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reported.status().as_u16(), 200);
+
+    let events = receive_until(&queue, Duration::from_secs(30), |seen| seen.len() >= 4).await;
+    // In the order of the twin versions they wrote (a queue need not keep the order).
+    let mut twin_events: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["opType"] != "createDeviceIdentity")
+        .collect();
+    twin_events.sort_by_key(|e| e["body"]["version"].as_u64());
+    let operations: Vec<&str> = twin_events
+        .iter()
+        .map(|e| e["opType"].as_str().unwrap())
+        .collect();
+    assert_eq!(operations, ["updateTwin", "replaceTwin", "updateTwin"]);
+    assert_eq!(
+        twin_events[0]["body"],
+        serde_json::json!({ "version": patched["version"], "tags": { "site": "a" }, "properties": { "desired": { "rate": 5 } } })
+    );
+    assert_eq!(
+        twin_events[1]["body"]["tags"],
+        serde_json::json!({ "site": "b" })
+    );
+    assert_eq!(twin_events[1]["body"]["version"], replaced["version"]);
+    assert_eq!(
+        twin_events[2]["body"]["properties"],
+        serde_json::json!({ "reported": { "rate": 5 } })
+    );
+    assert!(twin_events[2]["body"]["version"].as_u64() > replaced["version"].as_u64());
+    for event in &twin_events {
+        assert_eq!(event["deviceId"], id.as_str());
+        assert_eq!(event["hubName"], gateway().host_name.as_str());
+        assert_eq!(event["generationId"], events[0]["generationId"]);
+    }
+    let mut ids: Vec<&str> = events
+        .iter()
+        .map(|e| e["eventId"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 4, "each event has its own id");
+}
+
+#[tokio::test]
 async fn events_left_in_the_outbox_are_published_by_the_sweep() {
     let table = clone_table(vars::REGISTRY_TABLE, false).await;
     let queue = fresh_queue("registry-events").await;
@@ -681,6 +756,7 @@ async fn last_activity_and_queued_message_count_are_kept_current() {
     };
     let before = describe().await;
     assert_eq!(before["lastActivityTime"], "0001-01-01T00:00:00Z");
+    assert_eq!(before["connectionState"], "Disconnected");
     assert_eq!(before["cloudToDeviceMessageCount"], 0);
 
     let started = hub_shared::domain::timestamp::Timestamp::now();
@@ -692,6 +768,10 @@ async fn last_activity_and_queued_message_count_are_kept_current() {
         .unwrap();
     assert_eq!(sent.status().as_u16(), 204);
     let after = describe().await;
+    assert_eq!(
+        after["connectionState"], "Connected",
+        "active within the connected window"
+    );
     let last = hub_shared::domain::timestamp::Timestamp::parse(
         after["lastActivityTime"].as_str().unwrap(),
     )

@@ -227,9 +227,6 @@ module "job_work" {
 
 resource "aws_lambda_event_source_mapping" "job_work" {
   count = var.deploy_compute ? 1 : 0
-  # After the API's invoke permissions: an emulator polling the queue for the function holds it
-  # busy, and permission changes on it then stall (seen on MiniStack). Costs nothing on AWS.
-  depends_on = [module.http_api]
 
   event_source_arn                   = module.job_work.arn
   function_name                      = module.registry.function_arn
@@ -580,9 +577,6 @@ module "commands" {
 
 resource "aws_lambda_event_source_mapping" "command_requests" {
   count = var.deploy_compute ? 1 : 0
-  # After the API's invoke permissions: an emulator polling the queue for the function holds it
-  # busy, and permission changes on it then stall (seen on MiniStack). Costs nothing on AWS.
-  depends_on = [module.http_api]
 
   event_source_arn                   = module.command_requests.arn
   function_name                      = module.commands.function_arn
@@ -900,6 +894,8 @@ module "http_api" {
   log_retention_days     = var.log_retention_days
   throttling_burst_limit = var.api_throttling_burst_limit
   throttling_rate_limit  = var.api_throttling_rate_limit
+  # Per route unless an emulator needs otherwise (see the variable).
+  invoke_permission_per_route = var.api_invoke_permission_per_route
 
   authorizer = {
     function_name = module.authorize.function_name

@@ -323,3 +323,9 @@ variable "lambda_tracing_mode" {
     error_message = "lambda_tracing_mode must be PassThrough or Active."
   }
 }
+
+variable "api_invoke_permission_per_route" {
+  description = "One Lambda invoke permission per API route (least privilege, the default). MiniStack loses statements when one function's resource policy is changed concurrently (the registry serves most routes), so its environment grants one permission per function for the whole API instead."
+  type        = bool
+  default     = true
+}

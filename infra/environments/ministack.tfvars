@@ -7,3 +7,6 @@ deploy_compute      = true
 lambda_architecture = "x86_64"
 deletion_protection = false
 log_retention_days  = 1
+# MiniStack changes a function's resource policy without a lock: concurrent AddPermission calls
+# on one function lose statements, and the provider waits 5 minutes for each lost one.
+api_invoke_permission_per_route = false

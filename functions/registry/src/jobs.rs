@@ -19,11 +19,9 @@ use hub_shared::routes::{Access, decode_segment};
 use serde::{Deserialize, Serialize};
 
 use crate::RegistryHandler;
+use crate::query::page_size;
 
 const CONTINUATION: &str = "x-ms-continuation";
-const PAGE_SIZE: &str = "x-ms-max-item-count";
-const DEFAULT_PAGE: usize = 100;
-const MAX_PAGE: usize = 1000;
 
 fn bad(message: impl Into<String>) -> HandlerError {
     ApiError::bad_request(message).into()
@@ -114,11 +112,16 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodC
         request: &AuthorizedRequest<'_>,
     ) -> Result<ApiGatewayV2httpResponse, HandlerError> {
         let job_id = Self::path_job(request)?;
+        self.job_response(&job_id).await
+    }
+
+    /// The job as Azure's `JobResponse`, or 404.
+    async fn job_response(&self, job_id: &str) -> Result<ApiGatewayV2httpResponse, HandlerError> {
         let job = self
             .jobs
-            .get_job(&job_id)
+            .get_job(job_id)
             .await?
-            .ok_or_else(|| job_not_found(&job_id))?;
+            .ok_or_else(|| job_not_found(job_id))?;
         Ok(Response::json(200, &job.to_json()))
     }
 
@@ -138,12 +141,7 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodC
                 None,
             )
             .await?;
-        let job = self
-            .jobs
-            .get_job(&job_id)
-            .await?
-            .ok_or_else(|| job_not_found(&job_id))?;
-        Ok(Response::json(200, &job.to_json()))
+        self.job_response(&job_id).await
     }
 
     /// `GET /jobs/v2/query?jobType=&jobStatus=`: jobs newest first, a page at a time.
@@ -171,15 +169,7 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodC
                 })
             })
             .transpose()?;
-        let page_size = match request.http.header(PAGE_SIZE).filter(|v| !v.is_empty()) {
-            None => DEFAULT_PAGE,
-            Some(value) => value
-                .trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=MAX_PAGE).contains(n))
-                .ok_or_else(|| bad(format!("{PAGE_SIZE} must be a number from 1 to {MAX_PAGE}")))?,
-        };
+        let page_size = page_size(request)?;
         let served = match request.http.header(CONTINUATION).filter(|v| !v.is_empty()) {
             None => 0,
             Some(token) => {

@@ -70,6 +70,20 @@ fn bad(message: impl Into<String>) -> HandlerError {
     ApiError::bad_request(message).into()
 }
 
+/// The page size a caller asks for (`x-ms-max-item-count`, 1 to `MAX_PAGE`), as Azure's query
+/// APIs take it.
+pub(crate) fn page_size(request: &AuthorizedRequest<'_>) -> Result<usize, HandlerError> {
+    match request.http.header(PAGE_SIZE).filter(|v| !v.is_empty()) {
+        None => Ok(DEFAULT_PAGE),
+        Some(value) => value
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| bad(format!("{PAGE_SIZE} must be a number from 1 to {MAX_PAGE}"))),
+    }
+}
+
 /// One page of answers and where the next starts.
 pub(crate) struct Page {
     pub(crate) items: Vec<Value>,
@@ -146,15 +160,7 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodC
                 query.from
             )));
         }
-        let page_size = match request.http.header(PAGE_SIZE).filter(|v| !v.is_empty()) {
-            None => DEFAULT_PAGE,
-            Some(value) => value
-                .trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=MAX_PAGE).contains(n))
-                .ok_or_else(|| bad(format!("{PAGE_SIZE} must be a number from 1 to {MAX_PAGE}")))?,
-        };
+        let page_size = page_size(request)?;
         let fingerprint = fingerprint(&text);
         let start = match request.http.header(CONTINUATION).filter(|v| !v.is_empty()) {
             None => Continuation {

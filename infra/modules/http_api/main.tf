@@ -69,7 +69,7 @@ resource "aws_apigatewayv2_route" "this" {
 
 # Each function may be invoked by this API for its own routes only; path parameters become `*`.
 resource "aws_lambda_permission" "route" {
-  for_each = var.routes
+  for_each = var.invoke_permission_per_route ? var.routes : {}
 
   statement_id  = "api-${substr(sha256(each.key), 0, 16)}"
   action        = "lambda:InvokeFunction"
@@ -81,6 +81,17 @@ resource "aws_lambda_permission" "route" {
     split(" ", each.key)[0],
     replace(split(" ", each.key)[1], "/\\{[^}]+\\}/", "*"),
   )
+}
+
+# Without per-route permissions: each function may be invoked by this API (any route of it).
+resource "aws_lambda_permission" "function" {
+  for_each = var.invoke_permission_per_route ? toset([]) : toset(values(var.routes))
+
+  statement_id  = "api-${each.key}"
+  action        = "lambda:InvokeFunction"
+  function_name = var.functions[each.key].function_name
+  principal     = "apigateway.amazonaws.com"
+  source_arn    = "${aws_apigatewayv2_api.this.execution_arn}/*/*"
 }
 
 resource "aws_lambda_permission" "authorizer" {

@@ -44,3 +44,9 @@ variable "throttling_rate_limit" {
   description = "Default route steady-state rate limit (requests per second)."
   type        = number
 }
+
+variable "invoke_permission_per_route" {
+  description = "One Lambda invoke permission per route (least privilege: a function may be invoked by this API for its own routes only). False grants each function one permission for the whole API, for emulators that lose statements when one function's policy is changed concurrently."
+  type        = bool
+  default     = true
+}

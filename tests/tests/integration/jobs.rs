@@ -211,7 +211,13 @@ struct ManualJobs {
 impl ManualJobs {
     async fn start() -> Self {
         let queue = fresh_queue("job-work").await;
-        let gateway = CustomGateway::start(&[("HUB_JOB_WORK_QUEUE_URL", queue.as_str())]).await;
+        // Jobs of its own too: the shared gateway's sweep must not start them on its queue.
+        let jobs = hub_tests::clone_table("HUB_JOBS_TABLE", false).await;
+        let gateway = CustomGateway::start(&[
+            ("HUB_JOB_WORK_QUEUE_URL", queue.as_str()),
+            ("HUB_JOBS_TABLE", jobs.as_str()),
+        ])
+        .await;
         Self { gateway, queue }
     }
 

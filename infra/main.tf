@@ -52,6 +52,8 @@ locals {
 # Besides one item per device, the registry table holds `/statistics/<shard>` (device counts kept
 # in the same transactions as the changes, sharded so concurrent writers rarely conflict) and `/outbox/<eventId>` (lifecycle events written with the
 # change they describe, deleted once published; the sparse `outbox` index finds leftovers).
+# Connected devices carry `connShard` (0-7), which puts them in the sparse `connected` index by
+# last activity: the sweep finds the silent ones there (docs/registry.md, connection state).
 resource "aws_dynamodb_table" "registry" {
   #checkov:skip=CKV_AWS_119:Encrypted at rest with the AWS-owned key (see the note above the registry table): a customer-managed key adds cost and latency and changes nothing about who can read the data, which IAM decides.
   name                        = "${var.name_prefix}-registry"
@@ -79,6 +81,25 @@ resource "aws_dynamodb_table" "registry" {
     hash_key        = "outboxShard"
     range_key       = "createdAt"
     projection_type = "ALL"
+  }
+
+  attribute {
+    name = "connShard"
+    type = "N"
+  }
+
+  attribute {
+    name = "lastActivityTime"
+    type = "S"
+  }
+
+  # What a connection-state event needs, not the device's keys.
+  global_secondary_index {
+    name               = "connected"
+    hash_key           = "connShard"
+    range_key          = "lastActivityTime"
+    projection_type    = "INCLUDE"
+    non_key_attributes = ["generationId", "etag", "status", "connectionSequence"]
   }
 
   point_in_time_recovery {
@@ -328,6 +349,20 @@ locals {
   # action names it does not know, so granting both is exact in both places.
   sqs_send_batch_actions = ["sqs:SendMessage", "sqs:SendMessageBatch"]
 
+  # Functions that see devices' requests record their activity (lastActivityTime, at most once a
+  # minute per device) and connection state: marking a device connected or not is a transaction
+  # with its event in the registry's outbox (PutItem), published and removed (DeleteItem) after.
+  record_activity_statements = {
+    RecordActivity = {
+      actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:DeleteItem"]
+      resources = [aws_dynamodb_table.registry.arn]
+    }
+    ConnectionEvents = {
+      actions   = ["sqs:SendMessage"]
+      resources = [module.registry_events.arn]
+    }
+  }
+
   # Functions serving long polls (?waitSeconds, at most 20: C2D receive, desired properties) must
   # fit one in an invocation.
   long_poll_timeout_seconds = max(var.lambda_timeout_seconds, 25)
@@ -360,9 +395,9 @@ module "registry" {
       actions   = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Scan"]
       resources = [aws_dynamodb_table.registry.arn]
     }
-    Outbox = {
+    RegistryIndexes = {
       actions   = ["dynamodb:Query"]
-      resources = ["${aws_dynamodb_table.registry.arn}/index/outbox"]
+      resources = ["${aws_dynamodb_table.registry.arn}/index/outbox", "${aws_dynamodb_table.registry.arn}/index/connected"]
     }
     # A device's deletion removes its twin in the same transaction; a fleet page reads its
     # devices' twins in one BatchGetItem (GET /fleet/devices).
@@ -426,19 +461,18 @@ module "ingest" {
   log_retention_days = var.log_retention_days
   tracing_mode       = var.lambda_tracing_mode
   environment = merge(local.common_environment, {
-    HUB_TELEMETRY_STREAM = aws_kinesis_stream.telemetry.name
-    HUB_REGISTRY_TABLE   = aws_dynamodb_table.registry.name
+    HUB_TELEMETRY_STREAM          = aws_kinesis_stream.telemetry.name
+    HUB_REGISTRY_TABLE            = aws_dynamodb_table.registry.name
+    HUB_REGISTRY_EVENTS_QUEUE_URL = module.registry_events.url
+    HUB_CONNECTED_WINDOW_SECONDS  = tostring(var.connected_window_seconds)
   })
   policy_statements = {
     PutTelemetry = {
       actions   = ["kinesis:PutRecords"]
       resources = [aws_kinesis_stream.telemetry.arn]
     }
-    # lastActivityTime, at most once a minute per device.
-    RecordActivity = {
-      actions   = ["dynamodb:UpdateItem"]
-      resources = [aws_dynamodb_table.registry.arn]
-    }
+    RecordActivity   = local.record_activity_statements.RecordActivity
+    ConnectionEvents = local.record_activity_statements.ConnectionEvents
   }
 }
 
@@ -540,8 +574,12 @@ module "commands" {
     HUB_C2D_MAX_DELIVERY_COUNT    = tostring(var.c2d_max_delivery_count)
     HUB_C2D_DEFAULT_TTL_SECONDS   = tostring(var.c2d_default_ttl_seconds)
     HUB_C2D_MAX_TTL_SECONDS       = tostring(var.c2d_max_ttl_seconds)
+    HUB_REGISTRY_EVENTS_QUEUE_URL = module.registry_events.url
+    HUB_CONNECTED_WINDOW_SECONDS  = tostring(var.connected_window_seconds)
   })
   policy_statements = {
+    RecordActivity   = local.record_activity_statements.RecordActivity
+    ConnectionEvents = local.record_activity_statements.ConnectionEvents
     QueueHeads = {
       actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem"]
       resources = [aws_dynamodb_table.registry.arn]

@@ -28,6 +28,8 @@ pub struct InMemoryRegistry {
     pub writes_before_outage: Mutex<Option<usize>>,
     /// Devices whose stored item cannot be read (reads fail as corrupt).
     pub corrupt: Mutex<std::collections::BTreeSet<DeviceId>>,
+    /// Connection state by device: the generation it belongs to, marked connected, sequence.
+    connections: Mutex<BTreeMap<DeviceId, (String, bool, u64)>>,
 }
 
 impl InMemoryRegistry {
@@ -211,7 +213,57 @@ impl DeviceRegistry for InMemoryRegistry {
         self.check()?;
         Ok(lock(&self.outbox).iter().take(limit).cloned().collect())
     }
+}
 
+impl InMemoryRegistry {
+    fn connection_state(&self, device: &Device) -> crate::ports::ConnectionState {
+        let (connected, sequence) = match lock(&self.connections).get(&device.device_id) {
+            Some((generation, connected, sequence)) if *generation == device.generation_id => {
+                (*connected, *sequence)
+            }
+            _ => (false, 0),
+        };
+        crate::ports::ConnectionState {
+            device_id: device.device_id.clone(),
+            generation_id: device.generation_id.clone(),
+            etag: device.etag.clone(),
+            status: device.status,
+            last_activity_time: device.last_activity_time,
+            connected,
+            sequence,
+        }
+    }
+
+    /// Applies a connection change if the state is still `seen`.
+    fn change_connection(
+        &self,
+        seen: &crate::ports::ConnectionState,
+        activity: Option<crate::domain::timestamp::Timestamp>,
+        connected: bool,
+        events: &[crate::domain::registry::LifecycleEvent],
+    ) -> Result<bool, StoreError> {
+        self.check_write()?;
+        let mut devices = lock(&self.devices);
+        let Some(device) = devices.get_mut(&seen.device_id) else {
+            return Ok(false);
+        };
+        if self.connection_state(device) != *seen {
+            return Ok(false);
+        }
+        if let Some(at) = activity {
+            device.last_activity_time = at;
+        }
+        let sequence = seen.sequence + events.len() as u64;
+        lock(&self.connections).insert(
+            seen.device_id.clone(),
+            (seen.generation_id.clone(), connected, sequence),
+        );
+        lock(&self.outbox).extend(events.iter().cloned());
+        Ok(true)
+    }
+}
+
+impl crate::ports::Outbox for InMemoryRegistry {
     async fn remove_event(&self, event_id: &str) -> Result<(), StoreError> {
         self.check()?;
         lock(&self.outbox).retain(|e| e.event_id != event_id);
@@ -219,22 +271,75 @@ impl DeviceRegistry for InMemoryRegistry {
     }
 }
 
-impl crate::ports::ActivityRecorder for InMemoryRegistry {
+impl crate::ports::ConnectionStore for InMemoryRegistry {
     async fn touch(
         &self,
         id: &DeviceId,
         generation_id: &str,
         at: crate::domain::timestamp::Timestamp,
-    ) -> Result<(), StoreError> {
-        self.check()?;
-        if let Some(device) = lock(&self.devices)
+        since: crate::domain::timestamp::Timestamp,
+    ) -> Result<crate::ports::Touch, StoreError> {
+        use crate::ports::Touch;
+        self.check_write()?;
+        let mut devices = lock(&self.devices);
+        let Some(device) = devices
             .get_mut(id)
             .filter(|d| d.generation_id == generation_id)
-        {
+        else {
+            return Ok(Touch::Gone);
+        };
+        let state = self.connection_state(device);
+        if state.connected && state.last_activity_time >= since {
             device.last_activity_time = at;
+            Ok(Touch::Recorded)
+        } else {
+            Ok(Touch::NotConnected(state))
         }
-        Ok(())
     }
+
+    async fn connect(
+        &self,
+        seen: &crate::ports::ConnectionState,
+        at: crate::domain::timestamp::Timestamp,
+        events: &[crate::domain::registry::LifecycleEvent],
+    ) -> Result<bool, StoreError> {
+        self.change_connection(seen, Some(at), true, events)
+    }
+
+    async fn silent(
+        &self,
+        before: crate::domain::timestamp::Timestamp,
+        limit: usize,
+    ) -> Result<Vec<crate::ports::ConnectionState>, StoreError> {
+        self.check()?;
+        Ok(lock(&self.devices)
+            .values()
+            .map(|device| self.connection_state(device))
+            .filter(|state| state.connected && state.last_activity_time < before)
+            .take(limit)
+            .collect())
+    }
+
+    async fn disconnect(
+        &self,
+        seen: &crate::ports::ConnectionState,
+        event: &crate::domain::registry::LifecycleEvent,
+    ) -> Result<bool, StoreError> {
+        self.change_connection(seen, None, false, std::slice::from_ref(event))
+    }
+}
+
+/// Activity and connection state in an in-memory registry, events to an in-memory queue.
+pub type InMemoryActivity = crate::connection::ActivityTracker<InMemoryRegistry, InMemoryQueue>;
+
+/// Activity tracked in `registry` under the default connected window.
+pub fn activity_in(registry: InMemoryRegistry) -> InMemoryActivity {
+    crate::connection::ActivityTracker::new(
+        registry,
+        InMemoryQueue::default(),
+        "hub.example",
+        crate::connection::DEFAULT_CONNECTED_WINDOW,
+    )
 }
 
 /// Twins with the same conditional semantics as the DynamoDB adapter.

@@ -17,6 +17,8 @@ pub mod routes;
 
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "aws")]
+pub mod connection;
 #[cfg(feature = "fakes")]
 pub mod fakes;
 #[cfg(feature = "aws")]

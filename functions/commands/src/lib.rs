@@ -9,11 +9,10 @@ pub mod requests;
 
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::sqs::SqsEvent;
-use hub_shared::aws::{
-    Clients, CommandTables, DynamoDbCommandStore, DynamoDbDeviceRegistry, SqsQueue,
-};
+use hub_shared::aws::{Clients, CommandTables, DynamoDbCommandStore, SqsQueue};
 use hub_shared::clock::SharedClock;
 use hub_shared::config::{ConfigError, Env, vars};
+use hub_shared::connection::{ActivityConfig, DeployedTracker};
 use hub_shared::domain::command::DeliveryPolicy;
 use hub_shared::error::Chain;
 use hub_shared::lambda::{Function, InvocationError};
@@ -28,6 +27,7 @@ const SWEEP_LIMIT: usize = 500;
 #[derive(Debug, Clone)]
 pub struct CommandsConfig {
     pub registry_table: String,
+    pub activity: ActivityConfig,
     pub commands_table: String,
     pub feedback_queue_url: String,
     pub dead_letter_queue_url: String,
@@ -62,6 +62,7 @@ impl CommandsConfig {
         }
         Ok(Self {
             registry_table: env.required(vars::REGISTRY_TABLE)?,
+            activity: ActivityConfig::from_env(env)?,
             commands_table: env.required(vars::COMMANDS_TABLE)?,
             feedback_queue_url: env.required(vars::FEEDBACK_QUEUE_URL)?,
             dead_letter_queue_url: env.required(vars::C2D_DEAD_LETTER_QUEUE_URL)?,
@@ -72,8 +73,7 @@ impl CommandsConfig {
 }
 
 /// The function as deployed: queues in DynamoDB, feedback and dead letters in SQS.
-pub type Handler =
-    CommandsHandler<DynamoDbCommandStore, SqsQueue, SqsQueue, DynamoDbDeviceRegistry>;
+pub type Handler = CommandsHandler<DynamoDbCommandStore, SqsQueue, SqsQueue, DeployedTracker>;
 
 /// Builds the function from its configuration, as its `main` does at cold start and the local
 /// gateway does for its in-process functions.
@@ -97,7 +97,7 @@ pub fn build(config: &CommandsConfig, clients: &Clients) -> Handler {
             clients.sqs.clone(),
             &config.requests_dead_letter_queue_url,
         ),
-        activity: DynamoDbDeviceRegistry::new(clients.dynamodb.clone(), &config.registry_table),
+        activity: hub_shared::connection::build(&config.activity, clients),
         clock,
     }
 }
@@ -107,7 +107,7 @@ pub struct CommandsHandler<S, F, D, A> {
     pub commands: Commands<S, F, D>,
     /// Where command requests that can never be processed go.
     pub request_dead_letters: D,
-    /// Records the device's `lastActivityTime` on its calls (at most once a minute).
+    /// Records the device's `lastActivityTime` and connection state on its calls.
     pub activity: A,
     pub clock: SharedClock,
 }

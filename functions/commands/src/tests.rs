@@ -24,8 +24,12 @@ use hub_shared::clock::Clock as _;
 use super::*;
 use crate::queue::EnqueueError;
 
-type TestHandler =
-    CommandsHandler<InMemoryCommands, InMemoryFeedback, InMemoryDeadLetters, InMemoryRegistry>;
+type TestHandler = CommandsHandler<
+    InMemoryCommands,
+    InMemoryFeedback,
+    InMemoryDeadLetters,
+    hub_shared::fakes::InMemoryActivity,
+>;
 
 const GENERATION: &str = "638000000000000001";
 
@@ -63,7 +67,7 @@ fn handler_on(store: InMemoryCommands, clock: hub_shared::clock::SharedClock) ->
             clock: clock.clone(),
         },
         request_dead_letters: InMemoryDeadLetters::default(),
-        activity: InMemoryRegistry::default(),
+        activity: hub_shared::fakes::activity_in(InMemoryRegistry::default()),
         clock,
     }
 }

@@ -6,9 +6,10 @@ pub mod messages;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use hub_shared::authz::Principal;
-use hub_shared::aws::{Clients, DynamoDbDeviceRegistry, KinesisRecordSink};
+use hub_shared::aws::{Clients, KinesisRecordSink};
 use hub_shared::clock::SharedClock;
 use hub_shared::config::{ConfigError, Env, vars};
+use hub_shared::connection::{ActivityConfig, DeployedTracker};
 use hub_shared::domain::envelope::{Sender, TelemetryEnvelope};
 use hub_shared::error::ApiError;
 use hub_shared::http::{HandlerError, HttpRequest, Response, record_activity, respond};
@@ -20,7 +21,7 @@ use hub_shared::routes::Operation;
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
     pub telemetry_stream: String,
-    pub registry_table: String,
+    pub activity: ActivityConfig,
     pub retry: RetryPolicy,
 }
 
@@ -28,7 +29,7 @@ impl IngestConfig {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         Ok(Self {
             telemetry_stream: env.required(vars::TELEMETRY_STREAM)?,
-            registry_table: env.required(vars::REGISTRY_TABLE)?,
+            activity: ActivityConfig::from_env(env)?,
             retry: RetryPolicy {
                 max_attempts: env.parse_or(vars::PUBLISH_MAX_ATTEMPTS, 5)?,
                 ..RetryPolicy::default()
@@ -38,7 +39,7 @@ impl IngestConfig {
 }
 
 /// The function as deployed: Kinesis for telemetry, the registry for activity.
-pub type Handler = IngestHandler<KinesisRecordSink, DynamoDbDeviceRegistry>;
+pub type Handler = IngestHandler<KinesisRecordSink, DeployedTracker>;
 
 /// Builds the function from its configuration, as its `main` does at cold start and the local
 /// gateway does for its in-process functions.
@@ -46,14 +47,14 @@ pub fn build(config: &IngestConfig, clients: &Clients) -> Handler {
     IngestHandler::new(
         KinesisRecordSink::new(clients.kinesis.clone(), &config.telemetry_stream),
         config.retry.clone(),
-        DynamoDbDeviceRegistry::new(clients.dynamodb.clone(), &config.registry_table),
+        hub_shared::connection::build(&config.activity, clients),
     )
 }
 
 pub struct IngestHandler<S, A> {
     sink: S,
     retry: RetryPolicy,
-    /// Records the device's `lastActivityTime` (at most once a minute).
+    /// Records the device's `lastActivityTime` and connection state.
     activity: A,
     clock: SharedClock,
 }

@@ -5,7 +5,8 @@ use hub_shared::authz::Principal;
 use hub_shared::domain::device_id::DeviceId;
 use hub_shared::domain::envelope::{AuthMethod, TelemetryEnvelope};
 use hub_shared::fakes::{
-    InMemoryRegistry, InMemoryStream, RequestBuilder, error_code, response_body,
+    InMemoryActivity, InMemoryRegistry, InMemoryStream, RequestBuilder, activity_in, error_code,
+    response_body,
 };
 use hub_shared::http::AuthContext;
 
@@ -13,7 +14,7 @@ use super::*;
 
 const ROUTE: &str = "POST /devices/{id}/messages/events";
 
-fn handler() -> IngestHandler<InMemoryStream, InMemoryRegistry> {
+fn handler() -> IngestHandler<InMemoryStream, InMemoryActivity> {
     let retry = RetryPolicy {
         max_attempts: 3,
         base_delay: Duration::from_millis(1),
@@ -22,7 +23,7 @@ fn handler() -> IngestHandler<InMemoryStream, InMemoryRegistry> {
     IngestHandler::new(
         InMemoryStream::default(),
         retry,
-        InMemoryRegistry::default(),
+        activity_in(InMemoryRegistry::default()),
     )
 }
 
@@ -34,7 +35,7 @@ fn device(id: &str) -> AuthContext {
     })
 }
 
-fn envelopes(handler: &IngestHandler<InMemoryStream, InMemoryRegistry>) -> Vec<TelemetryEnvelope> {
+fn envelopes(handler: &IngestHandler<InMemoryStream, InMemoryActivity>) -> Vec<TelemetryEnvelope> {
     handler
         .sink
         .records()
@@ -185,7 +186,7 @@ async fn accepted_telemetry_records_device_activity_at_most_once_a_minute() {
     let mut registered = hub_shared::fakes::device("dev1");
     registered.generation_id = "638".into();
     let mut handler = handler();
-    handler.activity = InMemoryRegistry::with([registered]);
+    handler.activity = activity_in(InMemoryRegistry::with([registered]));
     let request = |last_activity: Option<i64>| {
         let mut request =
             RequestBuilder::new(ROUTE, "/devices/dev1/messages/events", &device("dev1"))
@@ -201,8 +202,8 @@ async fn accepted_telemetry_records_device_activity_at_most_once_a_minute() {
         }
         request
     };
-    let last_activity = |handler: &IngestHandler<InMemoryStream, InMemoryRegistry>| {
-        handler.activity.snapshot()[0].last_activity_time
+    let last_activity = |handler: &IngestHandler<InMemoryStream, InMemoryActivity>| {
+        handler.activity.store().snapshot()[0].last_activity_time
     };
 
     // The authorizer saw activity 10 s ago: no write.
@@ -220,9 +221,9 @@ async fn accepted_telemetry_records_device_activity_at_most_once_a_minute() {
     assert!(last_activity(&handler) >= before);
 
     // Rejected telemetry is not activity.
-    let mut reset = handler.activity.snapshot()[0].clone();
+    let mut reset = handler.activity.store().snapshot()[0].clone();
     reset.last_activity_time = Timestamp::NEVER;
-    handler.activity = InMemoryRegistry::with([reset]);
+    handler.activity = activity_in(InMemoryRegistry::with([reset]));
     let empty = RequestBuilder::new(ROUTE, "/devices/dev1/messages/events", &device("dev1"))
         .header("content-type", "application/vnd.microsoft.iothub.json")
         .text_body("[]")

@@ -1,5 +1,6 @@
 //! Device lifecycle events (`createDeviceIdentity`, `deleteDeviceIdentity`) and twin change
-//! events (`updateTwin`, `replaceTwin`) for integrations.
+//! events (`updateTwin`, `replaceTwin`) for integrations; connection-state events
+//! (`deviceConnected`, `deviceDisconnected`) come from `hub_shared::connection` the same way.
 //!
 //! Each event is written to the registry's outbox in the same transaction as the change it
 //! describes, published to SQS right after, and removed from the outbox once published. When
@@ -39,10 +40,7 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodC
 
     /// Publishes one event and takes it out of the outbox.
     async fn try_publish(&self, event: &LifecycleEvent) -> Result<(), StoreError> {
-        let body = serde_json::to_string(event)
-            .map_err(|e| StoreError::rejected("encoding a lifecycle event", e))?;
-        self.events.send_all(&[body]).await?;
-        self.registry.remove_event(&event.event_id).await
+        hub_shared::connection::publish_event(&self.events, &self.registry, event).await
     }
 
     /// Publishes one event right after the change it describes; a failure leaves it in the

@@ -24,12 +24,13 @@ use hub_shared::aws::{
 };
 use hub_shared::clock::SharedClock;
 use hub_shared::config::{ConfigError, Env, vars};
+use hub_shared::connection::ActivityTracker;
 use hub_shared::domain::device::Device;
 use hub_shared::domain::timestamp::Timestamp;
 use hub_shared::http::{HandlerError, HttpRequest, Response, record_activity, respond};
 use hub_shared::lambda::{Function, InvocationError};
 use hub_shared::ports::{
-    ActivityRecorder, DeviceRegistry, JobStore, MethodCalls, PolicyStore, QueueSender, TwinStore,
+    ConnectionStore, DeviceRegistry, JobStore, MethodCalls, PolicyStore, QueueSender, TwinStore,
 };
 use hub_shared::routes::{Access, Operation};
 use serde_json::Value;
@@ -129,8 +130,7 @@ pub struct RegistryHandler<R, T, P, Q, M, J> {
     pub clock: SharedClock,
 }
 
-/// How recently a device must have been active to count as connected, unless configured.
-pub const DEFAULT_CONNECTED_WINDOW: Duration = Duration::from_secs(300);
+pub use hub_shared::connection::DEFAULT_CONNECTED_WINDOW;
 
 impl<R, T, P, Q, M, J> RegistryHandler<R, T, P, Q, M, J> {
     /// Whether `device` counts as connected at `now`: HTTP devices hold no connection, so
@@ -141,9 +141,7 @@ impl<R, T, P, Q, M, J> RegistryHandler<R, T, P, Q, M, J> {
 
     /// The earliest activity that still counts as connected at `now`.
     pub fn connected_since(&self, now: Timestamp) -> Timestamp {
-        let window = i64::try_from(self.connected_window.as_millis()).unwrap_or(i64::MAX);
-        Timestamp::from_unix_millis(now.unix_millis().saturating_sub(window))
-            .unwrap_or(Timestamp::NEVER)
+        hub_shared::connection::connected_since(now, self.connected_window)
     }
 }
 
@@ -152,7 +150,7 @@ pub const MAX_WAIT: Duration = Duration::from_secs(20);
 
 impl<R, T, P, Q, M, J> RegistryHandler<R, T, P, Q, M, J>
 where
-    R: DeviceRegistry + ActivityRecorder,
+    R: DeviceRegistry + ConnectionStore,
     T: TwinStore,
     P: PolicyStore,
     Q: QueueSender,
@@ -194,6 +192,30 @@ where
         self
     }
 
+    /// Device activity and connection state, in the registry with events to its queue.
+    fn activity(&self) -> ActivityTracker<&R, &Q> {
+        ActivityTracker::new(
+            &self.registry,
+            &self.events,
+            self.hub_name.as_str(),
+            self.connected_window,
+        )
+    }
+
+    /// The scheduled sweep: disconnects silent devices, publishes what stayed in the outbox,
+    /// resumes jobs. Each part runs even if one before it failed; any failure fails the
+    /// invocation, so Lambda's retries, `Errors` metric and alarms see it.
+    async fn sweep(&self) -> Result<Value, InvocationError> {
+        let disconnected = self.activity().disconnect_silent(self.clock.now()).await;
+        let published = self.publish_pending().await;
+        let jobs = self.sweep_jobs().await;
+        Ok(serde_json::json!({
+            "disconnected": disconnected.map_err(InvocationError::Failed)?,
+            "published": published.map_err(InvocationError::Failed)?,
+            "jobsResumed": jobs.map_err(InvocationError::Failed)?,
+        }))
+    }
+
     pub async fn handle_http(&self, event: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
         let request = HttpRequest::new(event);
         let request_id = request.request_id().to_owned();
@@ -212,7 +234,7 @@ where
     ) -> Result<ApiGatewayV2httpResponse, HandlerError> {
         let request = request.authorize()?;
         if request.route.access == Access::Device {
-            record_activity(&self.registry, &request, self.clock.now()).await;
+            record_activity(&self.activity(), &request, self.clock.now()).await;
         }
         match request.route.operation {
             Operation::CreateOrUpdateDevice => self.put_device(&request).await,
@@ -249,24 +271,19 @@ where
 
 impl<R, T, P, Q, M, J> Function for RegistryHandler<R, T, P, Q, M, J>
 where
-    R: DeviceRegistry + ActivityRecorder,
+    R: DeviceRegistry + ConnectionStore,
     T: TwinStore,
     P: PolicyStore,
     Q: QueueSender,
     M: MethodCalls,
     J: JobStore,
 {
-    /// Dispatches on the event's shape: a scheduled sweep (`detail-type`: the event outbox and
-    /// the jobs), a batch of job work items from SQS (`Records`), or an API Gateway request. A
+    /// Dispatches on the event's shape: a scheduled sweep (`detail-type`: connection states,
+    /// the event outbox and the jobs), a batch of job work items from SQS (`Records`), or an API Gateway request. A
     /// sweep that fails fails the invocation.
     async fn invoke(&self, event: Value) -> Result<Value, InvocationError> {
         if event.get("detail-type").is_some() {
-            let published = self
-                .publish_pending()
-                .await
-                .map_err(InvocationError::Failed)?;
-            let jobs = self.sweep_jobs().await.map_err(InvocationError::Failed)?;
-            return Ok(serde_json::json!({ "published": published, "jobsResumed": jobs }));
+            return self.sweep().await;
         }
         if event.get("Records").is_some() {
             let batch: aws_lambda_events::sqs::SqsEvent = hub_shared::lambda::event(event)?;

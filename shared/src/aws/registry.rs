@@ -23,7 +23,8 @@ use crate::domain::registry::{LifecycleEvent, RegistryStatistics};
 use crate::domain::sas::SymmetricKey;
 use crate::domain::timestamp::Timestamp;
 use crate::ports::{
-    CreateOutcome, DeleteOutcome, DevicePage, DeviceRegistry, StoreError, UpdateOutcome,
+    ConnectionState, CreateOutcome, DeleteOutcome, DevicePage, DeviceRegistry, StoreError, Touch,
+    UpdateOutcome,
 };
 use crate::publish::RetryPolicy;
 
@@ -611,7 +612,104 @@ impl DeviceRegistry for DynamoDbDeviceRegistry {
             })
             .collect()
     }
+}
 
+/// Connected devices are spread over this many partitions of the `connected` index, so marking
+/// and unmarking them is not one hot key.
+const CONNECTION_SHARDS: u8 = 8;
+const CONNECTED_INDEX: &str = "connected";
+
+/// The attributes of a device's connection state, as the `connected` index projects them.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConnectionItem {
+    device_id: String,
+    generation_id: String,
+    etag: String,
+    status: DeviceStatus,
+    last_activity_time: Timestamp,
+    #[serde(default)]
+    conn_shard: Option<u8>,
+    #[serde(default)]
+    connection_sequence: u64,
+}
+
+fn parse_connection(
+    item: HashMap<String, AttributeValue>,
+    operation: &'static str,
+) -> Result<ConnectionState, StoreError> {
+    let item: ConnectionItem = serde_dynamo::from_item(item)
+        .map_err(|e| StoreError::corrupt(operation, ItemError::from(e)))?;
+    Ok(ConnectionState {
+        device_id: DeviceId::parse(&item.device_id)
+            .map_err(|_| StoreError::corrupt(operation, ItemError::Field("deviceId")))?,
+        generation_id: item.generation_id,
+        etag: item.etag,
+        status: item.status,
+        last_activity_time: item.last_activity_time,
+        connected: item.conn_shard.is_some(),
+        sequence: item.connection_sequence,
+    })
+}
+
+impl DynamoDbDeviceRegistry {
+    /// The update of a device's connection state from `seen`, conditional on it unchanged.
+    fn connection_update(
+        &self,
+        seen: &ConnectionState,
+        expression: &str,
+        sequence: u64,
+    ) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
+        let marked = if seen.connected {
+            "attribute_exists(connShard)"
+        } else {
+            "attribute_not_exists(connShard)"
+        };
+        let counted = if seen.sequence == 0 {
+            "attribute_not_exists(connectionSequence)"
+        } else {
+            "connectionSequence = :previous"
+        };
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key("deviceId", s(seen.device_id.to_string()))
+            .update_expression(expression)
+            .condition_expression(format!(
+                "generationId = :gen AND lastActivityTime = :seenAt AND {marked} AND {counted}"
+            ))
+            .expression_attribute_values(":gen", s(&seen.generation_id))
+            .expression_attribute_values(":seenAt", s(seen.last_activity_time.to_string()))
+            .expression_attribute_values(
+                ":sequence",
+                n(i64::try_from(sequence).unwrap_or(i64::MAX)),
+            );
+        if seen.sequence != 0 {
+            update = update.expression_attribute_values(
+                ":previous",
+                n(i64::try_from(seen.sequence).unwrap_or(i64::MAX)),
+            );
+        }
+        update
+    }
+
+    async fn change_connection(
+        &self,
+        update: Update,
+        events: &[LifecycleEvent],
+        operation: &'static str,
+    ) -> Result<bool, StoreError> {
+        let mut request = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(update).build());
+        for event in events {
+            request = request.transact_items(self.outbox_put(event)?);
+        }
+        send_guarded(request, Guard::First, operation).await
+    }
+}
+
+impl crate::ports::Outbox for DynamoDbDeviceRegistry {
     async fn remove_event(&self, event_id: &str) -> Result<(), StoreError> {
         self.client
             .delete_item()
@@ -624,35 +722,134 @@ impl DeviceRegistry for DynamoDbDeviceRegistry {
     }
 }
 
-impl crate::ports::ActivityRecorder for DynamoDbDeviceRegistry {
+impl crate::ports::ConnectionStore for DynamoDbDeviceRegistry {
     async fn touch(
         &self,
         id: &DeviceId,
         generation_id: &str,
         at: Timestamp,
-    ) -> Result<(), StoreError> {
+        since: Timestamp,
+    ) -> Result<Touch, StoreError> {
+        const OPERATION: &str = "recording device activity";
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("deviceId", s(id.to_string()))
             .update_expression("SET lastActivityTime = :at")
-            .condition_expression("generationId = :gen")
+            .condition_expression(
+                "generationId = :gen AND attribute_exists(connShard) AND lastActivityTime >= :since",
+            )
             .expression_attribute_values(":at", s(at.to_string()))
             .expression_attribute_values(":gen", s(generation_id))
+            .expression_attribute_values(":since", s(since.to_string()))
             .send()
             .await;
         match result {
-            Ok(_) => Ok(()),
-            // Deleted or registered again meanwhile: nothing to record.
+            Ok(_) => return Ok(Touch::Recorded),
             Err(e)
                 if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(sdk_error("recording device activity")(e)),
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
+            Err(e) => return Err(sdk_error(OPERATION)(e)),
         }
+        // Not connected, silent too long, or another generation: only a read tells which. This
+        // happens when a device connects, not on its every request.
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("deviceId", s(id.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_error(OPERATION))?;
+        let Some(item) = output.item else {
+            return Ok(Touch::Gone);
+        };
+        let state = parse_connection(item, OPERATION)?;
+        if state.generation_id != generation_id {
+            return Ok(Touch::Gone);
+        }
+        Ok(Touch::NotConnected(state))
+    }
+
+    async fn connect(
+        &self,
+        seen: &ConnectionState,
+        at: Timestamp,
+        events: &[LifecycleEvent],
+    ) -> Result<bool, StoreError> {
+        const OPERATION: &str = "marking a device connected";
+        let sequence = seen.sequence + events.len() as u64;
+        let update = self
+            .connection_update(
+                seen,
+                "SET lastActivityTime = :at, connShard = :shard, connectionSequence = :sequence",
+                sequence,
+            )
+            .expression_attribute_values(":at", s(at.to_string()))
+            .expression_attribute_values(
+                ":shard",
+                n(i64::from(
+                    uuid::Uuid::new_v4().as_bytes()[0] % CONNECTION_SHARDS,
+                )),
+            )
+            .build()
+            .map_err(build_error(OPERATION))?;
+        self.change_connection(update, events, OPERATION).await
+    }
+
+    async fn silent(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<ConnectionState>, StoreError> {
+        const OPERATION: &str = "finding silent connected devices";
+        let mut silent = Vec::new();
+        for shard in 0..CONNECTION_SHARDS {
+            let mut start = None;
+            while silent.len() < limit {
+                let output = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(CONNECTED_INDEX)
+                    .key_condition_expression("connShard = :shard AND lastActivityTime < :before")
+                    .expression_attribute_values(":shard", n(i64::from(shard)))
+                    .expression_attribute_values(":before", s(before.to_string()))
+                    .limit(i32::try_from(limit - silent.len()).unwrap_or(i32::MAX))
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(sdk_error(OPERATION))?;
+                for item in output.items.unwrap_or_default() {
+                    silent.push(parse_connection(item, OPERATION)?);
+                }
+                start = output.last_evaluated_key;
+                if start.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(silent)
+    }
+
+    async fn disconnect(
+        &self,
+        seen: &ConnectionState,
+        event: &LifecycleEvent,
+    ) -> Result<bool, StoreError> {
+        const OPERATION: &str = "marking a device disconnected";
+        let update = self
+            .connection_update(
+                seen,
+                "SET connectionSequence = :sequence REMOVE connShard",
+                seen.sequence + 1,
+            )
+            .build()
+            .map_err(build_error(OPERATION))?;
+        self.change_connection(update, std::slice::from_ref(event), OPERATION)
+            .await
     }
 }
 

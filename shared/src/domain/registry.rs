@@ -25,6 +25,11 @@ pub enum LifecycleOperation {
     UpdateTwin,
     /// A service replaced tags and desired properties (`PUT /twins/{id}`).
     ReplaceTwin,
+    /// A device became active after being silent for the connected window (HTTP devices hold
+    /// no connection): Azure's `deviceConnectionStateNotification`.
+    DeviceConnected,
+    /// A connected device has been silent for the connected window.
+    DeviceDisconnected,
 }
 
 impl LifecycleOperation {
@@ -34,6 +39,8 @@ impl LifecycleOperation {
             LifecycleOperation::DeleteDeviceIdentity => "deleteDeviceIdentity",
             LifecycleOperation::UpdateTwin => "updateTwin",
             LifecycleOperation::ReplaceTwin => "replaceTwin",
+            LifecycleOperation::DeviceConnected => "deviceConnected",
+            LifecycleOperation::DeviceDisconnected => "deviceDisconnected",
         }
     }
 }

@@ -139,33 +139,21 @@ impl<'a> HttpRequest<'a> {
     }
 }
 
-/// How often a device's `lastActivityTime` is written at most.
-pub const ACTIVITY_INTERVAL_MS: i64 = 60_000;
-
-/// Records a device's activity unless the authorizer saw a recent enough one; failures are
-/// logged, never passed on (activity is informational).
+/// Records a device's activity (with the activity the authorizer saw, which may let it stand).
 pub async fn record_activity<A: crate::ports::ActivityRecorder>(
     activity: &A,
     request: &AuthorizedRequest<'_>,
     now: Timestamp,
 ) {
-    let Principal::Device {
+    if let Principal::Device {
         device_id,
         generation_id,
         ..
     } = &request.principal
-    else {
-        return;
-    };
-    if request
-        .http
-        .last_activity()
-        .is_some_and(|seen| now.unix_millis() - seen.unix_millis() < ACTIVITY_INTERVAL_MS)
     {
-        return;
-    }
-    if let Err(error) = activity.touch(device_id, generation_id, now).await {
-        tracing::warn!(device = %device_id, error = %Chain(&error), "cannot record device activity");
+        activity
+            .record(device_id, generation_id, now, request.http.last_activity())
+            .await;
     }
 }
 

@@ -140,6 +140,12 @@ pub trait QueueSender: Send + Sync {
     fn send_all(&self, bodies: &[String]) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+impl<T: QueueSender> QueueSender for &T {
+    fn send_all(&self, bodies: &[String]) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).send_all(bodies)
+    }
+}
+
 /// Twin tags by device, for rules that select devices by tag.
 pub type DeviceTags = HashMap<DeviceId, serde_json::Map<String, serde_json::Value>>;
 

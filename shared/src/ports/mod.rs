@@ -113,7 +113,7 @@ pub struct DevicePage {
 
 /// The identity registry. Creating, updating (status) and deleting keep the statistics and
 /// record lifecycle events in the same transaction; the events wait in an outbox until published.
-pub trait DeviceRegistry: Send + Sync {
+pub trait DeviceRegistry: Outbox {
     /// Reads a device with strong consistency: a deleted or disabled device must stop
     /// authenticating at once.
     fn get_device(
@@ -173,20 +173,131 @@ pub trait DeviceRegistry: Send + Sync {
         older_than: Timestamp,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<LifecycleEvent>, StoreError>> + Send;
+}
 
+/// The registry's event outbox: events are written there in the transaction of the change they
+/// describe and removed once published.
+pub trait Outbox: Send + Sync {
     /// Removes a published event from the outbox.
     fn remove_event(&self, event_id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// Records that a device was active (Azure's `lastActivityTime`).
+impl<T: Outbox> Outbox for &T {
+    fn remove_event(&self, event_id: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).remove_event(event_id)
+    }
+}
+
+/// Records that a device was active (Azure's `lastActivityTime`), and what follows from it.
 pub trait ActivityRecorder: Send + Sync {
-    /// Records activity (`lastActivityTime`) of a device generation, if later than the stored one.
+    /// Records activity of a device generation at `at`; `seen` is the activity the authorizer
+    /// read, which lets a recent one stand. Never fails the caller: activity is informational.
+    fn record(
+        &self,
+        id: &DeviceId,
+        generation_id: &str,
+        at: Timestamp,
+        seen: Option<Timestamp>,
+    ) -> impl Future<Output = ()> + Send;
+}
+
+/// A device's connection state as the registry keeps it (see `crate::connection`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionState {
+    pub device_id: DeviceId,
+    pub generation_id: String,
+    pub etag: String,
+    pub status: DeviceStatus,
+    pub last_activity_time: Timestamp,
+    /// Marked connected (it stays marked until the sweep finds it silent).
+    pub connected: bool,
+    /// Connection changes so far (0 before the first), the events' `sequenceNumber`.
+    pub sequence: u64,
+}
+
+/// What recording activity found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Touch {
+    /// The device is connected and its activity was recorded.
+    Recorded,
+    /// No such device generation: nothing to record.
+    Gone,
+    /// Recorded nothing: the device is not marked connected, or was silent too long.
+    NotConnected(ConnectionState),
+}
+
+/// Connection state in the registry: activity of connected devices, and the changes between
+/// connected and not, each written with its event into the outbox in one transaction.
+pub trait ConnectionStore: Outbox {
+    /// Records activity at `at` of a device marked connected and active since `since`.
     fn touch(
         &self,
         id: &DeviceId,
         generation_id: &str,
         at: Timestamp,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+        since: Timestamp,
+    ) -> impl Future<Output = Result<Touch, StoreError>> + Send;
+
+    /// Marks a device connected, active at `at`, with `events` in the outbox, if its state is
+    /// still `seen`; false when it changed meanwhile.
+    fn connect(
+        &self,
+        seen: &ConnectionState,
+        at: Timestamp,
+        events: &[LifecycleEvent],
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Devices marked connected whose last activity is before `before`, at most `limit`.
+    fn silent(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<ConnectionState>, StoreError>> + Send;
+
+    /// Marks a device disconnected with `event` in the outbox, if its state is still `seen`;
+    /// false when it changed meanwhile (it was active again).
+    fn disconnect(
+        &self,
+        seen: &ConnectionState,
+        event: &LifecycleEvent,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+impl<T: ConnectionStore> ConnectionStore for &T {
+    fn touch(
+        &self,
+        id: &DeviceId,
+        generation_id: &str,
+        at: Timestamp,
+        since: Timestamp,
+    ) -> impl Future<Output = Result<Touch, StoreError>> + Send {
+        (**self).touch(id, generation_id, at, since)
+    }
+
+    fn connect(
+        &self,
+        seen: &ConnectionState,
+        at: Timestamp,
+        events: &[LifecycleEvent],
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).connect(seen, at, events)
+    }
+
+    fn silent(
+        &self,
+        before: Timestamp,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<ConnectionState>, StoreError>> + Send {
+        (**self).silent(before, limit)
+    }
+
+    fn disconnect(
+        &self,
+        seen: &ConnectionState,
+        event: &LifecycleEvent,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).disconnect(seen, event)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

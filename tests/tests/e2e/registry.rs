@@ -61,18 +61,21 @@ async fn a_device_is_created_read_updated_listed_counted_and_deleted() {
     );
 }
 
+/// Lifecycle and connection-state events: the device's first message connects it (through the
+/// ingest function, with its own grants), deleting it removes it.
 #[tokio::test]
-async fn lifecycle_events_reach_their_queue() {
+async fn lifecycle_and_connection_events_reach_their_queue() {
     let gateway = gateway();
     let owner = gateway.owner_token().await;
     let device = gateway.register(&unique("e2e-events")).await;
-    let deleted = gateway
+    let sent = gateway
         .http()
-        .delete(&format!("/devices/{}", device.id), &owner)
+        .post(&device.events_path(), &device.token())
+        .body("{}")
         .send()
         .await
         .unwrap();
-    assert_eq!(deleted.status().as_u16(), 204);
+    assert_eq!(sent.status().as_u16(), 204);
     let queue = std::env::var(vars::REGISTRY_EVENTS_QUEUE_URL).unwrap();
     let mine = |events: &[serde_json::Value]| -> Vec<String> {
         events
@@ -81,11 +84,40 @@ async fn lifecycle_events_reach_their_queue() {
             .filter_map(|e| e["opType"].as_str().map(str::to_owned))
             .collect()
     };
-    let events = receive_until(&queue, Duration::from_secs(90), |seen| {
-        mine(seen).len() >= 2
+    let mut seen = receive_until(&queue, Duration::from_secs(90), |seen| {
+        mine(seen).contains(&"deviceConnected".to_owned())
     })
     .await;
-    let mut operations = mine(&events);
+    let deleted = gateway
+        .http()
+        .delete(&format!("/devices/{}", device.id), &owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status().as_u16(), 204);
+    seen.extend(
+        receive_until(&queue, Duration::from_secs(90), |more| {
+            mine(more).contains(&"deleteDeviceIdentity".to_owned())
+        })
+        .await,
+    );
+    let mut operations = mine(&seen);
     operations.sort();
-    assert_eq!(operations, ["createDeviceIdentity", "deleteDeviceIdentity"]);
+    operations.dedup();
+    assert_eq!(
+        operations,
+        [
+            "createDeviceIdentity",
+            "deleteDeviceIdentity",
+            "deviceConnected"
+        ]
+    );
+    let connected = seen
+        .iter()
+        .find(|e| e["deviceId"] == device.id.as_str() && e["opType"] == "deviceConnected")
+        .unwrap();
+    assert_eq!(
+        connected["body"]["sequenceNumber"].as_str().unwrap().len(),
+        64
+    );
 }

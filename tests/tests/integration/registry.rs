@@ -644,12 +644,15 @@ async fn every_twin_write_publishes_its_change_event() {
         .unwrap();
     assert_eq!(reported.status().as_u16(), 200);
 
-    let events = receive_until(&queue, Duration::from_secs(30), |seen| seen.len() >= 4).await;
+    // The device's write also connects it (a `deviceConnected` event beside the twin's).
+    let is_twin =
+        |e: &&serde_json::Value| matches!(e["opType"].as_str(), Some("updateTwin" | "replaceTwin"));
+    let events = receive_until(&queue, Duration::from_secs(30), |seen| {
+        seen.iter().filter(is_twin).count() >= 3
+    })
+    .await;
     // In the order of the twin versions they wrote (a queue need not keep the order).
-    let mut twin_events: Vec<&serde_json::Value> = events
-        .iter()
-        .filter(|e| e["opType"] != "createDeviceIdentity")
-        .collect();
+    let mut twin_events: Vec<&serde_json::Value> = events.iter().filter(is_twin).collect();
     twin_events.sort_by_key(|e| e["body"]["version"].as_u64());
     let operations: Vec<&str> = twin_events
         .iter()
@@ -681,7 +684,120 @@ async fn every_twin_write_publishes_its_change_event() {
         .collect();
     ids.sort();
     ids.dedup();
-    assert_eq!(ids.len(), 4, "each event has its own id");
+    assert_eq!(ids.len(), events.len(), "each event has its own id");
+}
+
+/// Connection-state events come from activity, with a 2-second connected window here: the first
+/// request connects the device, the sweep disconnects it once silent for the window, the next
+/// request (through another function) connects it again; nothing in between raises events.
+#[tokio::test]
+async fn devices_connect_with_their_activity_and_disconnect_when_silent() {
+    let table = clone_table(vars::REGISTRY_TABLE, false).await;
+    let queue = fresh_queue("registry-events").await;
+    let custom = CustomGateway::start(&[
+        (vars::REGISTRY_TABLE, &table),
+        (vars::REGISTRY_EVENTS_QUEUE_URL, &queue),
+        (vars::CONNECTED_WINDOW_SECONDS, "2"),
+    ])
+    .await;
+    let client = custom.client();
+    let owner = gateway().owner_token().await;
+    let id = unique("connection");
+    let device = register_on(&client, &owner, &id).await;
+    let telemetry = || async {
+        client
+            .post(&format!("/devices/{id}/messages/events"), &device.token())
+            .body("{}")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(telemetry().await, 204);
+    assert_eq!(telemetry().await, 204);
+    let connection_events = |seen: &[serde_json::Value]| -> Vec<serde_json::Value> {
+        seen.iter()
+            .filter(|e| e["deviceId"] == id.as_str() && e["opType"] != "createDeviceIdentity")
+            .cloned()
+            .collect()
+    };
+    let mut seen = receive_until(&queue, Duration::from_secs(30), |seen| {
+        !connection_events(seen).is_empty()
+    })
+    .await;
+
+    // Sweep (as the schedule does) until the silence is noticed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let swept = custom
+            .hub
+            .invoke(
+                hub_local::FunctionName::Registry,
+                hub_local::Hub::scheduled_event(),
+            )
+            .await
+            .unwrap();
+        if swept["disconnected"] == 1 {
+            break;
+        }
+        assert_eq!(swept["disconnected"], 0, "{swept}");
+        assert!(std::time::Instant::now() < deadline, "never disconnected");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let described: serde_json::Value = client
+        .get(&format!("/devices/{id}"), &owner)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(described["connectionState"], "Disconnected");
+    // Back through the C2D function.
+    let received = client
+        .get(
+            &format!("/devices/{id}/messages/deviceBound"),
+            &device.token(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(received.status().as_u16(), 204);
+    seen.extend(
+        receive_until(&queue, Duration::from_secs(30), |more| {
+            connection_events(more).len() >= 2
+        })
+        .await,
+    );
+
+    let mut events = connection_events(&seen);
+    events.sort_by(|a, b| {
+        a["body"]["sequenceNumber"]
+            .as_str()
+            .cmp(&b["body"]["sequenceNumber"].as_str())
+    });
+    let operations: Vec<&str> = events
+        .iter()
+        .map(|e| e["opType"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        operations,
+        ["deviceConnected", "deviceDisconnected", "deviceConnected"]
+    );
+    for event in &events {
+        assert_eq!(event["hubName"], gateway().host_name.as_str());
+        assert_eq!(event["generationId"], events[0]["generationId"]);
+        assert_eq!(event["body"]["sequenceNumber"].as_str().unwrap().len(), 64);
+    }
+    // Dated when the window ran out, after the connection and before the sweep noticed.
+    let time = |event: &serde_json::Value| {
+        hub_shared::domain::timestamp::Timestamp::parse(
+            event["operationTimestamp"].as_str().unwrap(),
+        )
+        .unwrap()
+    };
+    assert!(time(&events[0]) < time(&events[1]) && time(&events[1]) < time(&events[2]));
 }
 
 #[tokio::test]

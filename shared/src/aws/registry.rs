@@ -309,9 +309,13 @@ pub(crate) fn outbox_item(
     Ok(TransactWriteItem::builder().put(put).build())
 }
 
-impl DeviceRegistry for DynamoDbDeviceRegistry {
-    async fn get_device(&self, id: &DeviceId) -> Result<Option<Device>, StoreError> {
-        const OPERATION: &str = "reading a device";
+impl DynamoDbDeviceRegistry {
+    /// A device's item, read consistently.
+    async fn read_item(
+        &self,
+        id: &DeviceId,
+        operation: &'static str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
         let output = self
             .client
             .get_item()
@@ -320,9 +324,16 @@ impl DeviceRegistry for DynamoDbDeviceRegistry {
             .consistent_read(true)
             .send()
             .await
-            .map_err(sdk_error(OPERATION))?;
-        output
-            .item
+            .map_err(sdk_error(operation))?;
+        Ok(output.item)
+    }
+}
+
+impl DeviceRegistry for DynamoDbDeviceRegistry {
+    async fn get_device(&self, id: &DeviceId) -> Result<Option<Device>, StoreError> {
+        const OPERATION: &str = "reading a device";
+        self.read_item(id, OPERATION)
+            .await?
             .map(|item| parse_device(item, OPERATION))
             .transpose()
     }
@@ -754,16 +765,7 @@ impl crate::ports::ConnectionStore for DynamoDbDeviceRegistry {
         }
         // Not connected, silent too long, or another generation: only a read tells which. This
         // happens when a device connects, not on its every request.
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("deviceId", s(id.to_string()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_error(OPERATION))?;
-        let Some(item) = output.item else {
+        let Some(item) = self.read_item(id, OPERATION).await? else {
             return Ok(Touch::Gone);
         };
         let state = parse_connection(item, OPERATION)?;

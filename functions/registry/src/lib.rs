@@ -24,7 +24,7 @@ use hub_shared::aws::{
 };
 use hub_shared::clock::SharedClock;
 use hub_shared::config::{ConfigError, Env, vars};
-use hub_shared::connection::ActivityTracker;
+use hub_shared::connection::{ActivityConfig, ActivityTracker};
 use hub_shared::domain::device::Device;
 use hub_shared::domain::timestamp::Timestamp;
 use hub_shared::http::{HandlerError, HttpRequest, Response, record_activity, respond};
@@ -40,34 +40,26 @@ pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
 
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
-    pub host_name: String,
-    pub registry_table: String,
+    /// The registry table, the event queue, the hub's name and the connected window.
+    pub activity: ActivityConfig,
     pub twins_table: String,
     pub twin_tags_table: String,
     pub method_calls_table: String,
     pub jobs_table: String,
     pub job_work_queue_url: String,
     pub policies_table: String,
-    pub registry_events_queue_url: String,
-    pub connected_window: Duration,
 }
 
 impl RegistryConfig {
     pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         Ok(Self {
-            host_name: env.required(vars::HOST_NAME)?,
-            registry_table: env.required(vars::REGISTRY_TABLE)?,
+            activity: ActivityConfig::from_env(env)?,
             twins_table: env.required(vars::TWINS_TABLE)?,
             twin_tags_table: env.required(vars::TWIN_TAGS_TABLE)?,
             method_calls_table: env.required(vars::METHOD_CALLS_TABLE)?,
             jobs_table: env.required(vars::JOBS_TABLE)?,
             job_work_queue_url: env.required(vars::JOB_WORK_QUEUE_URL)?,
             policies_table: env.required(vars::POLICIES_TABLE)?,
-            registry_events_queue_url: env.required(vars::REGISTRY_EVENTS_QUEUE_URL)?,
-            connected_window: env.seconds_or(
-                vars::CONNECTED_WINDOW_SECONDS,
-                DEFAULT_CONNECTED_WINDOW.as_secs(),
-            )?,
         })
     }
 }
@@ -87,21 +79,21 @@ pub type Handler = RegistryHandler<
 /// gateway does for its in-process functions.
 pub fn build(config: &RegistryConfig, clients: &Clients) -> Handler {
     RegistryHandler::new(
-        DynamoDbDeviceRegistry::new(clients.dynamodb.clone(), &config.registry_table)
+        DynamoDbDeviceRegistry::new(clients.dynamodb.clone(), &config.activity.registry_table)
             .with_twins_table(&config.twins_table),
         DynamoDbTwinStore::new(clients.dynamodb.clone(), &config.twins_table)
             .with_tag_index(&config.twin_tags_table)
-            .with_outbox(&config.registry_table),
+            .with_outbox(&config.activity.registry_table),
         DynamoDbPolicyStore::new(clients.dynamodb.clone(), &config.policies_table),
-        SqsQueue::new(clients.sqs.clone(), &config.registry_events_queue_url),
+        SqsQueue::new(clients.sqs.clone(), &config.activity.events_queue_url),
         DynamoDbMethodCalls::new(clients.dynamodb.clone(), &config.method_calls_table),
         JobPorts {
             store: DynamoDbJobStore::new(clients.dynamodb.clone(), &config.jobs_table),
             work: SqsQueue::new(clients.sqs.clone(), &config.job_work_queue_url),
         },
-        &config.host_name,
+        &config.activity.hub_name,
     )
-    .with_connected_window(config.connected_window)
+    .with_connected_window(config.activity.connected_window)
 }
 
 /// Where jobs are kept, and the queue their work items go to.

@@ -405,7 +405,8 @@ module "registry" {
       actions   = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"]
       resources = [aws_dynamodb_table.twins.arn]
     }
-    # Twin writes keep the tag index; twin queries with a tag equality read it.
+    # Twin writes keep the tag index and device writes the id index; twin queries with a tag
+    # equality or an id prefix read them.
     TwinTags = {
       actions   = ["dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"]
       resources = [aws_dynamodb_table.twin_tags.arn]
@@ -835,6 +836,7 @@ module "analytics" {
     HUB_ANALYTICS_DLQ_URL          = module.analytics_dead_letter.url
     HUB_ANALYTICS_WINDOWS          = join(",", var.analytics_windows)
     HUB_ANALYTICS_RETENTION_DAYS   = tostring(var.analytics_retention_days)
+    HUB_ANALYTICS_RECENT_READINGS  = tostring(var.analytics_recent_readings)
     HUB_RULES_CACHE_SECONDS        = tostring(var.rules_cache_seconds)
   })
   policy_statements = {

@@ -218,6 +218,17 @@ variable "analytics_windows" {
   }
 }
 
+variable "analytics_recent_readings" {
+  description = "Latest readings each device state keeps, the raw points a dashboard chart draws for its most recent stretch (0 to 100; 0: none). Each adds about 60 bytes to a state item written once per device and batch in a transaction (2 write units per KB): 20 readings of 3 fields cost about 2 more write units per device and batch."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.analytics_recent_readings >= 0 && var.analytics_recent_readings <= 100 && floor(var.analytics_recent_readings) == var.analytics_recent_readings
+    error_message = "analytics_recent_readings must be a whole number from 0 to 100."
+  }
+}
+
 variable "analytics_retention_days" {
   description = "How long window aggregates are kept (DynamoDB TTL)."
   type        = number

@@ -2,6 +2,7 @@
 // errors carried as the hub's Azure-style code and message.
 
 import { TokenSource } from './connection';
+import { Rule } from './rule';
 
 export const API_VERSION = '2021-04-12';
 
@@ -66,6 +67,9 @@ export interface Alert {
   expectedLow?: number;
   expectedHigh?: number;
   field?: string;
+  raiseCount?: number;
+  /** The alert's last raises (at most ten), oldest first. */
+  recentRaises?: { raisedAt: string; value: number; clearedAt?: string }[];
   [key: string]: unknown;
 }
 
@@ -76,6 +80,32 @@ export interface WindowPoint {
   min: number;
   max: number;
   mean: number;
+  /** The window's latest reading (a device's windows have it; a group's do not). */
+  last?: { value: number; time: string };
+}
+
+/** The most devices one `POST /fleet/telemetry` merges. */
+export const FLEET_TELEMETRY_DEVICES = 100;
+
+/** Merges per-window group points (counts and sums add; extremes of extremes). */
+export function mergePoints(parts: WindowPoint[][]): WindowPoint[] {
+  const byStart = new Map<string, WindowPoint & { sum: number }>();
+  for (const points of parts) {
+    for (const p of points) {
+      const sum = (p as WindowPoint & { sum?: number }).sum ?? p.mean * p.count;
+      const seen = byStart.get(p.windowStart);
+      if (!seen) {
+        byStart.set(p.windowStart, { ...p, sum });
+        continue;
+      }
+      seen.count += p.count;
+      seen.sum += sum;
+      seen.min = Math.min(seen.min, p.min);
+      seen.max = Math.max(seen.max, p.max);
+      seen.mean = seen.count > 0 ? seen.sum / seen.count : 0;
+    }
+  }
+  return [...byStart.values()].sort((a, b) => Date.parse(a.windowStart) - Date.parse(b.windowStart));
 }
 
 export interface Telemetry {
@@ -83,6 +113,17 @@ export interface Telemetry {
   window: string;
   field: string;
   points: WindowPoint[];
+}
+
+/** What the stream processor last saw of a device (`GET /devices/{id}/state`). */
+export interface DeviceState {
+  deviceId: string;
+  messageCount: number;
+  lastMessageTime: string;
+  lastMessageId: string;
+  lastValues: Record<string, { value: number; time: string }>;
+  /** The latest readings, oldest first, when the hub keeps them (`analytics_recent_readings`). */
+  recentReadings?: { t: string; v: Record<string, number> }[];
 }
 
 /** A row of the fleet list: the registry's device with what its twin reports. */
@@ -225,6 +266,16 @@ export class Api {
     await this.call('DELETE', `/devices/${encodeURIComponent(id)}`, undefined, { 'If-Match': '*' });
   }
 
+  /** The device's state, or null before the hub has processed a message from it. */
+  async deviceState(id: string): Promise<DeviceState | null> {
+    try {
+      return await this.json<DeviceState>('GET', `/devices/${encodeURIComponent(id)}/state`);
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404) return null;
+      throw error;
+    }
+  }
+
   async twin(id: string): Promise<Twin> {
     return this.json('GET', `/twins/${encodeURIComponent(id)}`);
   }
@@ -248,6 +299,39 @@ export class Api {
     if (filter.ruleId) query.set('ruleId', filter.ruleId);
     const body = await this.json<{ alerts: Alert[] }>('GET', `/alerts?${query.toString()}`);
     return body.alerts;
+  }
+
+  async rules(): Promise<Rule[]> {
+    return (await this.json<{ rules: Rule[] }>('GET', '/rules')).rules;
+  }
+
+  async rule(id: string): Promise<Rule> {
+    return this.json('GET', `/rules/${encodeURIComponent(id)}`);
+  }
+
+  /** Creates a rule (409 if the id exists) or, with `etag`, replaces that version of it (412 if
+   * someone changed it meanwhile). */
+  async saveRule(rule: Rule, etag?: string): Promise<Rule> {
+    const body = { ...rule, etag: undefined };
+    if (etag === undefined) return this.json('POST', '/rules', body);
+    return this.json('PUT', `/rules/${encodeURIComponent(rule.id)}`, body, { 'If-Match': `"${etag}"` });
+  }
+
+  async deleteRule(id: string): Promise<void> {
+    await this.call('DELETE', `/rules/${encodeURIComponent(id)}`, undefined, { 'If-Match': '*' });
+  }
+
+  /** One field of a group of devices, window by window: a request per 100 devices, merged. */
+  async groupTelemetry(ids: string[], field: string, window: string, from: Date, to: Date): Promise<WindowPoint[]> {
+    const chunks: string[][] = [];
+    for (let i = 0; i < ids.length; i += FLEET_TELEMETRY_DEVICES) chunks.push(ids.slice(i, i + FLEET_TELEMETRY_DEVICES));
+    const parts = await Promise.all(
+      chunks.map(async (deviceIds) => {
+        const body = { deviceIds, field, window, from: from.toISOString(), to: to.toISOString() };
+        return (await this.json<{ points: WindowPoint[] }>('POST', '/fleet/telemetry', body)).points;
+      }),
+    );
+    return mergePoints(parts);
   }
 
   async reviewAlert(alert: Alert, action: 'acknowledge' | 'close'): Promise<Alert> {

@@ -13,6 +13,8 @@ import { alerts } from './views/alerts';
 import { devicePage } from './views/device';
 import { devices } from './views/devices';
 import { overview } from './views/overview';
+import { rulePage, rules } from './views/rules';
+import { groupTelemetry } from './views/telemetry';
 
 // The key stays in this tab's session: gone when the tab closes, never sent to the hub.
 const STORAGE_KEY = 'hub-connection-string';
@@ -94,7 +96,9 @@ function start(app: App): void {
     {},
     h('a', { href: '#/overview' }, 'Overview'),
     h('a', { href: '#/devices' }, 'Devices'),
+    h('a', { href: '#/telemetry' }, 'Telemetry'),
     h('a', { href: '#/alerts' }, 'Alerts'),
+    h('a', { href: '#/rules' }, 'Rules'),
   );
   const range = h(
     'select',
@@ -173,6 +177,9 @@ function start(app: App): void {
       if (parts[0] === 'devices' && parts[1]) return devicePage(app, next, parts[1]);
       if (parts[0] === 'devices') return devices(app, next);
       if (parts[0] === 'alerts') return alerts(app, next, query);
+      if (parts[0] === 'rules' && parts[1]) return rulePage(app, next, parts[1], query);
+      if (parts[0] === 'rules') return rules(app, next);
+      if (parts[0] === 'telemetry') return groupTelemetry(app, next, query);
       return overview(app, next);
     })();
     shown.catch((failure: unknown) => replace(next, h('p', { class: 'error' }, errorText(failure))));

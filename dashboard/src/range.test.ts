@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { toSeries } from './chart';
+import { toSeries, withRecent } from './chart';
 import { RANGES, customRange, interval, windowFor } from './range';
 
 describe('chart windows', () => {
@@ -34,5 +34,30 @@ describe('chart windows', () => {
     const series = toSeries([point('2026-12-02T10:01:00Z', 2), point('2026-12-02T10:00:00Z', 1)]);
     expect(series.mean).toEqual([1, 2]);
     expect(series.times[1] - series.times[0]).toBe(60);
+  });
+});
+
+describe('raw recent points', () => {
+  it('follow the windows before the oldest of them', () => {
+    const window = (start: string, mean: number) => ({ windowStart: start, windowEnd: start, count: 2, min: mean - 1, max: mean + 1, mean, last: { value: mean, time: start } });
+    const series = toSeries([window('2026-01-01T00:00:00Z', 10), window('2026-01-01T00:01:00Z', 20), window('2026-01-01T00:02:00Z', 30)]);
+    const merged = withRecent(
+      series,
+      [
+        { t: '2026-01-01T00:01:30Z', v: { t: 21 } },
+        { t: '2026-01-01T00:02:10Z', v: { t: 31, other: 1 } },
+        { t: '2026-01-01T00:02:20Z', v: { other: 2 } },
+      ],
+      't',
+      new Date('2026-01-01T00:00:00Z'),
+      new Date('2026-01-01T00:10:00Z'),
+    );
+    const at = (iso: string) => Date.parse(iso) / 1000;
+    expect(merged.times).toEqual([at('2026-01-01T00:00:00Z'), at('2026-01-01T00:01:00Z'), at('2026-01-01T00:01:30Z'), at('2026-01-01T00:02:10Z')]);
+    expect(merged.mean).toEqual([10, 20, 21, 31]);
+    expect(merged.min.slice(2)).toEqual([21, 31]);
+    expect(merged.raw).toBe(2);
+    expect(merged.latest).toBe(Date.parse('2026-01-01T00:02:10Z'));
+    expect(withRecent(series, [], 't', new Date(0), new Date())).toBe(series);
   });
 });

@@ -5,3 +5,5 @@ deploy_compute      = false
 hub_host_name       = "localhost"
 deletion_protection = false
 log_retention_days  = 1
+# The dashboard draws raw points for charts' latest stretch locally (off by default in AWS: cost).
+analytics_recent_readings = 20

@@ -10,3 +10,5 @@ log_retention_days  = 1
 # MiniStack changes a function's resource policy without a lock: concurrent AddPermission calls
 # on one function lose statements, and the provider waits 5 minutes for each lost one.
 api_invoke_permission_per_route = false
+# The dashboard draws raw points for charts' latest stretch locally (off by default in AWS: cost).
+analytics_recent_readings = 20

@@ -56,6 +56,7 @@ pub mod vars {
     /// Tumbling windows, e.g. `1m,1h`.
     pub const ANALYTICS_WINDOWS: &str = "HUB_ANALYTICS_WINDOWS";
     pub const ANALYTICS_RETENTION_DAYS: &str = "HUB_ANALYTICS_RETENTION_DAYS";
+    pub const ANALYTICS_RECENT_READINGS: &str = "HUB_ANALYTICS_RECENT_READINGS";
     /// How long the analytics function reuses the rules it read.
     pub const RULES_CACHE_SECONDS: &str = "HUB_RULES_CACHE_SECONDS";
     /// How recently an HTTP device must have been active to count as connected

@@ -346,6 +346,8 @@ pub fn activity_in(registry: InMemoryRegistry) -> InMemoryActivity {
 #[derive(Default)]
 pub struct InMemoryTwins {
     twins: Mutex<BTreeMap<DeviceId, crate::domain::twin::Twin>>,
+    /// The device id index: each indexed device's generation.
+    pub indexed: Mutex<BTreeMap<DeviceId, String>>,
     pub writes: std::sync::atomic::AtomicUsize,
     /// Events written with twin changes (the outbox a real store writes them to).
     pub events: Mutex<Vec<crate::domain::registry::LifecycleEvent>>,
@@ -425,6 +427,36 @@ impl crate::ports::TwinStore for InMemoryTwins {
             .map(|(id, _)| id.clone())
             .collect();
         ids.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        let more_after = (ids.len() > limit).then(|| ids[limit - 1].clone());
+        ids.truncate(limit);
+        Ok(Some(crate::ports::IdPage { ids, more_after }))
+    }
+
+    async fn index_device(&self, id: &DeviceId, generation: &str) -> Result<(), StoreError> {
+        lock(&self.indexed).insert(id.clone(), generation.to_owned());
+        Ok(())
+    }
+
+    async fn forget_device(&self, id: &DeviceId, generation: &str) -> Result<(), StoreError> {
+        let mut indexed = lock(&self.indexed);
+        if indexed.get(id).is_some_and(|g| g == generation) {
+            indexed.remove(id);
+        }
+        Ok(())
+    }
+
+    async fn ids_starting_with(
+        &self,
+        prefix: &str,
+        limit: usize,
+        after: Option<&DeviceId>,
+    ) -> Result<Option<crate::ports::IdPage>, StoreError> {
+        let mut ids: Vec<DeviceId> = lock(&self.indexed)
+            .keys()
+            .filter(|id| id.as_str().starts_with(prefix))
+            .filter(|id| after.is_none_or(|a| id.as_str() > a.as_str()))
+            .cloned()
+            .collect();
         let more_after = (ids.len() > limit).then(|| ids[limit - 1].clone());
         ids.truncate(limit);
         Ok(Some(crate::ports::IdPage { ids, more_after }))

@@ -86,6 +86,7 @@ pub enum Operation {
     RegeneratePolicyKey,
     OpenApi,
     QueryTelemetry,
+    QueryFleetTelemetry,
     QueryDeviceState,
     ListAlerts,
     ListRules,
@@ -374,6 +375,12 @@ pub const ROUTES: &[Route] = &[
     Route {
         key: "GET /devices/{id}/telemetry",
         operation: Operation::QueryTelemetry,
+        function: Function::Analytics,
+        access: Access::Service(Permission::ServiceConnect),
+    },
+    Route {
+        key: "POST /fleet/telemetry",
+        operation: Operation::QueryFleetTelemetry,
         function: Function::Analytics,
         access: Access::Service(Permission::ServiceConnect),
     },

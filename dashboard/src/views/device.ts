@@ -1,18 +1,20 @@
 import { Device, Twin } from '../api';
 import { App, errorText } from '../app';
-import { TelemetryChart, toSeries } from '../chart';
+import { TelemetryChart, toSeries, withRecent } from '../chart';
 import { download, toCsv } from '../csv';
 import { ago, h, replace } from '../dom';
+import { MessageLog } from '../messages';
 import { interval, windowFor } from '../range';
 
 /** One device: its live telemetry, twin, C2D queue, and what an operator does to it. */
 export async function devicePage(app: App, root: HTMLElement, id: string): Promise<void> {
   const summary = h('section', { class: 'panel', 'data-test': 'device-summary' }, 'Loading…');
   const chartPanel = h('section', { class: 'panel' });
+  const messagesPanel = h('section', { class: 'panel', 'data-test': 'recent-messages' });
   const twinPanel = h('section', { class: 'panel', 'data-test': 'twin' });
   const actions = h('section', { class: 'panel', 'data-test': 'actions' });
   const status = h('p', { class: 'status', 'data-test': 'status', role: 'status' });
-  replace(root, h('h1', {}, id), status, summary, chartPanel, twinPanel, actions);
+  replace(root, h('h1', {}, id), status, summary, chartPanel, messagesPanel, twinPanel, actions);
 
   const say = (text: string, error = false) => {
     status.textContent = text;
@@ -52,6 +54,7 @@ export async function devicePage(app: App, root: HTMLElement, id: string): Promi
   if (app.rights.serviceConnect) {
     replace(twinPanel, ...twinView(twin));
     await chartView(app, chartPanel, id, twin);
+    await messagesView(app, messagesPanel, id);
   } else {
     replace(twinPanel, h('p', { class: 'muted' }, 'Its twin and telemetry need a policy with ServiceConnect.'));
   }
@@ -118,10 +121,14 @@ async function chartView(app: App, root: HTMLElement, id: string, twin: Twin): P
     const { from, to } = interval(app.range);
     const window = windowFor(app.range.seconds);
     try {
-      const telemetry = await app.api.telemetry(id, picker.value, window, from, to);
-      points = toSeries(telemetry.points);
+      const [telemetry, state] = await Promise.all([
+        app.api.telemetry(id, picker.value, window, from, to),
+        app.api.deviceState(id),
+      ]);
+      points = withRecent(toSeries(telemetry.points), state?.recentReadings ?? [], picker.value, from, to);
       chart.draw(points, from, to);
-      note.textContent = `${points.times.length} points, ${window} windows (mean with min/max band)`;
+      const raw = points.raw > 0 ? `, the latest ${points.raw} as raw readings` : '';
+      note.textContent = `${points.times.length} points, ${window} windows (mean with min/max band)${raw}`;
     } catch (error) {
       note.textContent = errorText(error);
     }
@@ -133,6 +140,48 @@ async function chartView(app: App, root: HTMLElement, id: string, twin: Twin): P
   });
   await load();
   if (interval(app.range).live) app.every(5, load);
+}
+
+/** The device's latest message and each one after it while the page is open. */
+async function messagesView(app: App, root: HTMLElement, id: string): Promise<void> {
+  const log = new MessageLog();
+  const draw = () => {
+    const messages = log.all;
+    const fields = [...new Set(messages.flatMap((m) => Object.keys(m.values)))].sort();
+    const exportCsv = () =>
+      download(`${id}-messages.csv`, toCsv(['time', 'messageId', ...fields], messages.map((m) => [m.time, m.id, ...fields.map((f) => m.values[f])])));
+    replace(
+      root,
+      h('h2', {}, 'Recent messages ', h('button', { class: 'link', onclick: exportCsv }, 'CSV')),
+      h('p', { class: 'muted' }, 'The latest message the hub processed, then each one after it while this page is open (a count says when several arrived between two looks).'),
+      messages.length === 0
+        ? h('p', { class: 'muted' }, 'No message processed yet.')
+        : h(
+            'table',
+            { class: 'list' },
+            h('tr', {}, h('th', {}, 'Time'), h('th', {}, 'Message id'), ...fields.map((f) => h('th', {}, f)), h('th', {}, '')),
+            ...messages.map((m) =>
+              h(
+                'tr',
+                { 'data-message': m.id },
+                h('td', { title: m.time }, new Date(m.time).toLocaleTimeString()),
+                h('td', {}, m.id),
+                ...fields.map((f) => h('td', { class: 'num' }, m.values[f] ?? '')),
+                h('td', { class: 'muted' }, m.since > 1 ? `+${String(m.since - 1)} not shown` : ''),
+              ),
+            ),
+          ),
+    );
+  };
+  const load = async () => {
+    try {
+      if (log.add(await app.api.deviceState(id)) || log.all.length === 0) draw();
+    } catch (error) {
+      replace(root, h('p', { class: 'error' }, errorText(error)));
+    }
+  };
+  await load();
+  app.every(3, load);
 }
 
 function twinView(twin: Twin): HTMLElement[] {

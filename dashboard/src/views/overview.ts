@@ -1,8 +1,13 @@
+import type uPlot from 'uplot';
+
 import { Alert } from '../api';
 import { App, errorText, groupMembers } from '../app';
+import { drawCounts } from '../chart';
 import { condition } from '../group';
 import { download, toCsv } from '../csv';
 import { h, replace } from '../dom';
+import { raisesBy, raisesOverTime } from '../history';
+import { interval } from '../range';
 
 const SEVERITIES = ['critical', 'error', 'warning', 'info'];
 
@@ -43,17 +48,24 @@ async function deviceCounts(app: App): Promise<Counts | null> {
 export async function overview(app: App, root: HTMLElement): Promise<void> {
   const counts = h('section', { class: 'cards', 'data-test': 'counts' }, 'Loading…');
   const alerts = h('section', { class: 'panels' });
+  const history = h('section', { class: 'panel', 'data-test': 'alert-history' });
   const title = app.group ? `Overview: ${app.group.path} = ${String(app.group.value)}` : 'Overview';
-  replace(root, h('h1', {}, title), counts, alerts);
+  replace(root, h('h1', {}, title), counts, history, alerts);
+  let historyChart: uPlot | null = null;
 
   const refresh = async () => {
     try {
       const [statistics, all, members] = await Promise.all([
         deviceCounts(app),
-        app.rights.serviceConnect ? app.api.alerts({ active: true }) : Promise.resolve(null),
+        app.rights.serviceConnect ? app.api.alerts({}) : Promise.resolve(null),
         app.rights.serviceConnect ? groupMembers(app) : Promise.resolve(null),
       ]);
-      const active = all && (members ? all.filter((a) => members.has(a.deviceId)) : all);
+      const mine = all && (members ? all.filter((a) => members.has(a.deviceId)) : all);
+      const active = mine && mine.filter((a) => a.active);
+      if (mine) {
+        historyChart?.destroy();
+        historyChart = alertHistory(history, mine, app);
+      }
       replace(
         counts,
         statistics && card('Devices', statistics.total, 'total'),
@@ -63,7 +75,7 @@ export async function overview(app: App, root: HTMLElement): Promise<void> {
         statistics && card('Silent', Math.max(0, statistics.enabled - statistics.connected), 'silent'),
         active && card('Open alerts', active.length, 'open-alerts'),
       );
-      replace(alerts, ...(active ? alertPanels(active) : [h('p', {}, 'This policy cannot read alerts.')]));
+      replace(alerts, ...(mine && active ? alertPanels(active, mine, app) : [h('p', {}, 'This policy cannot read alerts.')]));
     } catch (error) {
       replace(counts, h('p', { class: 'error' }, errorText(error)));
     }
@@ -74,23 +86,50 @@ export async function overview(app: App, root: HTMLElement): Promise<void> {
   app.every(5, refresh);
 }
 
+/** Alerts raised over the chosen range, per bucket and severity (from each alert's recent raises). */
+function alertHistory(root: HTMLElement, alerts: Alert[], app: App): uPlot {
+  const { from, to } = interval(app.range);
+  const histogram = raisesOverTime(alerts, from, to, SEVERITIES);
+  const minutes = histogram.bucketSeconds / 60;
+  const exportCsv = () => {
+    const names = [...histogram.bySeverity.keys()];
+    download(
+      'alerts-over-time.csv',
+      toCsv(
+        ['bucketStart', ...names],
+        histogram.times.map((t, i) => [new Date(t * 1000).toISOString(), ...names.map((n) => histogram.bySeverity.get(n)?.[i] ?? 0)]),
+      ),
+    );
+  };
+  const plot = h('div', { class: 'chart', 'data-test': 'alert-history-chart', 'data-raises': histogram.total });
+  replace(
+    root,
+    h('h2', {}, 'Alerts raised over time ', h('button', { class: 'link', onclick: exportCsv }, 'CSV')),
+    plot,
+    h('p', { class: 'muted' }, `${histogram.total} raises in the range, per ${minutes < 60 ? `${minutes} min` : `${minutes / 60} h`}`),
+  );
+  return drawCounts(plot, histogram.times, histogram.bySeverity);
+}
+
 function card(label: string, value: number, test: string): HTMLElement {
   return h('div', { class: 'card' }, h('div', { class: 'value', 'data-test': test }, value), label);
 }
 
-function alertPanels(active: Alert[]): HTMLElement[] {
+/** Open alerts by severity (now), and the rules and devices that raised most in the range. */
+function alertPanels(active: Alert[], all: Alert[], app: App): HTMLElement[] {
   const bySeverity = tally(active, (a) => a.severity ?? 'none');
-  const byRule = tally(active, (a) => a.ruleId);
-  const byDevice = tally(active, (a) => a.deviceId);
+  const { from, to } = interval(app.range);
+  const { byRule, byDevice } = raisesBy(all, from, to);
   const severities = [...SEVERITIES, ...[...bySeverity.keys()].filter((s) => !SEVERITIES.includes(s))];
   return [
     panel(
       'Open alerts by severity',
       severities.map((s) => [s, bySeverity.get(s) ?? 0] as [string, number]),
       'severity',
+      'openAlerts',
     ),
-    panel('Most alerting rules', top(byRule), 'rule', (rule) => `#/alerts?ruleId=${encodeURIComponent(rule)}`),
-    panel('Most alerting devices', top(byDevice), 'device', (id) => `#/devices/${encodeURIComponent(id)}`),
+    panel('Most alerting rules (raises in the range)', top(byRule), 'rule', 'raises', (rule) => `#/rules/${encodeURIComponent(rule)}`),
+    panel('Most alerting devices (raises in the range)', top(byDevice), 'device', 'raises', (id) => `#/devices/${encodeURIComponent(id)}`),
   ];
 }
 
@@ -108,10 +147,10 @@ function panel(
   title: string,
   rows: [string, number][],
   column: string,
+  counted: string,
   link?: (name: string) => string,
 ): HTMLElement {
-  const exportCsv = () =>
-    download(`${column}-alerts.csv`, toCsv([column, 'openAlerts'], rows.map(([n, c]) => [n, c])));
+  const exportCsv = () => download(`${column}-alerts.csv`, toCsv([column, counted], rows.map(([n, c]) => [n, c])));
   return h(
     'div',
     { class: 'panel' },

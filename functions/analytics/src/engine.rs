@@ -47,6 +47,8 @@ impl<'a> RuleSet<'a> {
 #[derive(Debug, Clone)]
 pub struct Engine {
     pub windows: Vec<WindowSize>,
+    /// Readings each device state keeps as raw points (0: none).
+    pub recent_readings: usize,
 }
 
 /// What processing records leads to beyond state.
@@ -94,7 +96,10 @@ impl Working {
 
 impl Engine {
     pub fn new(windows: Vec<WindowSize>) -> Self {
-        Self { windows }
+        Self {
+            windows,
+            recent_readings: 0,
+        }
     }
 
     fn applicable<'a>(
@@ -147,6 +152,7 @@ impl Engine {
                 last_activity_time: Timestamp::NEVER,
                 last_message_id: String::new(),
                 last_values: BTreeMap::new(),
+                recent_readings: Vec::new(),
             })
         });
         if let StateItem::Device(state) = state {
@@ -168,6 +174,7 @@ impl Engine {
                     }
                 }
             }
+            state.remember(at, &fields, self.recent_readings);
         }
         working.dirty.insert(key);
 
@@ -308,9 +315,7 @@ impl Engine {
         };
 
         if holds && alert.consecutive >= condition.consecutive && !alert.active {
-            alert.active = true;
-            alert.raised_at = Some(at);
-            alert.raise_count += 1;
+            alert.raise(at, value);
             alert.severity = rule.actions.alert.as_ref().map(|a| a.severity.clone());
             if rule.actions.alert.is_some() {
                 effects.push(Effect::Alert(event(AlertEventKind::Raised, alert)));
@@ -339,8 +344,7 @@ impl Engine {
                 }));
             }
         } else if !holds && alert.active {
-            alert.active = false;
-            alert.cleared_at = Some(at);
+            alert.clear(at);
             if rule.actions.alert.is_some() {
                 effects.push(Effect::Alert(event(AlertEventKind::Cleared, alert)));
             }
@@ -350,6 +354,7 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
+    use hub_shared::domain::analytics::RECENT_RAISES;
     use hub_shared::domain::envelope::{AuthMethod, DeviceMessage, Sender};
 
     use super::*;
@@ -451,6 +456,40 @@ mod tests {
     }
 
     #[test]
+    fn a_device_state_keeps_its_latest_readings_in_time_order_when_asked() {
+        let mut engine = engine();
+        let device = || StateKey::Device(DeviceId::parse("d1").unwrap());
+        let records = [
+            envelope("d1", 1_000, r#"{"t":1}"#),
+            envelope("d1", 3_000, r#"{"t":3,"h":30}"#),
+            envelope("d1", 2_000, r#"{"t":2}"#), // late: in its place
+            envelope("d1", 4_000, "not json"),   // no fields: not a reading
+            envelope("d1", 5_000, r#"{"t":5}"#),
+            envelope("d1", 500, r#"{"t":0}"#), // older than every kept one: dropped
+        ];
+        let mut working = Working::default();
+        run(&engine, &mut working, &records, &[]);
+        let Some(StateItem::Device(state)) = working.get(&device()) else {
+            panic!()
+        };
+        assert!(state.recent_readings.is_empty(), "off unless configured");
+
+        engine.recent_readings = 3;
+        let mut working = Working::default();
+        run(&engine, &mut working, &records, &[]);
+        let Some(StateItem::Device(state)) = working.get(&device()) else {
+            panic!()
+        };
+        let kept: Vec<(i64, f64)> = state
+            .recent_readings
+            .iter()
+            .map(|r| (r.time.unix_millis(), r.values["t"]))
+            .collect();
+        assert_eq!(kept, [(2_000, 2.0), (3_000, 3.0), (5_000, 5.0)]);
+        assert_eq!(state.recent_readings[1].values["h"], 30.0);
+    }
+
+    #[test]
     fn a_rule_fires_once_per_cooldown_and_clears() {
         let engine = engine();
         let hot = rule(
@@ -494,6 +533,46 @@ mod tests {
                 "Raised@16".to_owned(),
                 format!("command@{}", id(6)),
             ]
+        );
+        let alert = alert_of(&working, "hot", "d1");
+        let raises: Vec<(i64, f64, Option<i64>)> = alert
+            .recent_raises
+            .iter()
+            .map(|r| {
+                (
+                    r.raised_at.unix_millis() / minute,
+                    r.value,
+                    r.cleared_at.map(|c| c.unix_millis() / minute),
+                )
+            })
+            .collect();
+        assert_eq!(
+            raises,
+            [(1, 35.0, Some(3)), (4, 40.0, Some(15)), (16, 41.0, None)],
+            "each raise is remembered with its value and when it cleared"
+        );
+        assert_eq!(alert.raise_count, 3);
+    }
+
+    #[test]
+    fn an_alert_remembers_only_its_last_raises() {
+        let engine = engine();
+        let hot = rule(
+            r#"{"id":"hot","devices":{"all":true},"condition":{"field":"t","operator":">","threshold":30},
+                "actions":{"alert":{"severity":"warning"}}}"#,
+        );
+        let mut working = Working::default();
+        let records: Vec<_> = (0..30)
+            .map(|i| envelope("d1", i * 1000, &format!(r#"{{"t":{}}}"#, 20 + (i % 2) * 20)))
+            .collect();
+        run(&engine, &mut working, &records, std::slice::from_ref(&hot));
+        let alert = alert_of(&working, "hot", "d1");
+        assert_eq!(alert.raise_count, 15);
+        assert_eq!(alert.recent_raises.len(), RECENT_RAISES);
+        assert_eq!(
+            alert.recent_raises[0].raised_at.unix_millis(),
+            (2 * (15 - RECENT_RAISES as i64) + 1) * 1000,
+            "the oldest raises make room for new ones"
         );
     }
 

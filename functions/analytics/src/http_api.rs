@@ -17,7 +17,7 @@ use hub_shared::ports::{
     AnalyticsStore, IfMatch, QueueSender, RuleStore, RuleWrite, StateItem, StateKey, TagReader,
 };
 use hub_shared::routes::Operation;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::AnalyticsHandler;
@@ -26,6 +26,68 @@ use crate::engine::MAX_RULES;
 /// Most windows one telemetry query returns.
 const MAX_POINTS: i64 = 10_000;
 const MAX_ALERTS: usize = 1000;
+/// Most devices one fleet telemetry query merges, and how many of their reads run at once.
+const MAX_FLEET_DEVICES: usize = 100;
+const FLEET_QUERIES_AT_ONCE: usize = 16;
+
+/// The body of `POST /fleet/telemetry`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FleetQuery {
+    device_ids: Vec<String>,
+    field: String,
+    #[serde(default)]
+    window: Option<String>,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+}
+
+/// One window of one field over a group of devices.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GroupPoint {
+    window_start: Timestamp,
+    window_end: Timestamp,
+    /// Devices that reported the field in this window.
+    devices: u32,
+    message_count: u64,
+    count: u64,
+    min: f64,
+    max: f64,
+    sum: f64,
+    mean: f64,
+}
+
+impl GroupPoint {
+    fn empty(aggregate: &WindowAggregate) -> Self {
+        let at = |ms| Timestamp::from_unix_millis(ms).unwrap_or(Timestamp::NEVER);
+        Self {
+            window_start: at(aggregate.window_start),
+            window_end: at(aggregate.window_start + aggregate.window.millis()),
+            devices: 0,
+            message_count: 0,
+            count: 0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            sum: 0.0,
+            mean: 0.0,
+        }
+    }
+
+    fn add(&mut self, messages: u64, stats: &FieldStats) {
+        self.devices += 1;
+        self.message_count += messages;
+        self.count += stats.count;
+        self.sum += stats.sum;
+        self.min = self.min.min(stats.min);
+        self.max = self.max.max(stats.max);
+        if self.count > 0 {
+            self.mean = self.sum / self.count as f64;
+        }
+    }
+}
 
 /// An alert as the API shows it: with its id and where operators have got with it.
 #[derive(Serialize)]
@@ -42,19 +104,6 @@ struct AlertView<'a> {
 
 fn bad(message: impl Into<String>) -> HandlerError {
     ApiError::bad_request(message).into()
-}
-
-fn time_param(
-    request: &AuthorizedRequest<'_>,
-    name: &str,
-) -> Result<Option<Timestamp>, HandlerError> {
-    request
-        .http
-        .query(name)
-        .map(|value| {
-            Timestamp::parse(value).map_err(|_| bad(format!("{name} must be an RFC 3339 time")))
-        })
-        .transpose()
 }
 
 /// One window of one field, ready for a chart.
@@ -126,6 +175,7 @@ impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender, T: TagReader> AnalyticsHan
         let request = request.authorize()?;
         match request.route.operation {
             Operation::QueryTelemetry => self.telemetry(&request).await,
+            Operation::QueryFleetTelemetry => self.fleet_telemetry(&request).await,
             Operation::QueryDeviceState => self.device_state(&request).await,
             Operation::ListAlerts => self.alerts(&request).await,
             Operation::AcknowledgeAlert => self.review(&request, ReviewState::Acknowledged).await,
@@ -162,12 +212,15 @@ impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender, T: TagReader> AnalyticsHan
         }
     }
 
-    async fn telemetry(
+    /// The window and `[from, to]` of a telemetry query, checked against the hub's windows and
+    /// the most points one answer holds.
+    fn span(
         &self,
-        request: &AuthorizedRequest<'_>,
-    ) -> Result<ApiGatewayV2httpResponse, HandlerError> {
-        let device = request.path_device()?;
-        let window = match request.http.query("window") {
+        window: Option<&str>,
+        from: Option<&str>,
+        to: Option<&str>,
+    ) -> Result<(WindowSize, Timestamp, Timestamp), HandlerError> {
+        let window = match window {
             Some(value) => value.parse::<WindowSize>().map_err(bad)?,
             None => self.engine.windows[0],
         };
@@ -183,9 +236,16 @@ impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender, T: TagReader> AnalyticsHan
                 known.join(", ")
             )));
         }
-        let to = time_param(request, "to")?.unwrap_or_else(Timestamp::now);
+        let time = |name: &str, value: Option<&str>| {
+            value
+                .map(|v| {
+                    Timestamp::parse(v).map_err(|_| bad(format!("{name} must be an RFC 3339 time")))
+                })
+                .transpose()
+        };
+        let to = time("to", to)?.unwrap_or_else(Timestamp::now);
         let default_span = window.millis() * 60;
-        let from = time_param(request, "from")?.unwrap_or_else(|| {
+        let from = time("from", from)?.unwrap_or_else(|| {
             Timestamp::from_unix_millis(to.unix_millis() - default_span).unwrap_or(Timestamp::NEVER)
         });
         if from > to {
@@ -196,6 +256,19 @@ impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender, T: TagReader> AnalyticsHan
                 "the range spans more than {MAX_POINTS} windows of {window}"
             )));
         }
+        Ok((window, from, to))
+    }
+
+    async fn telemetry(
+        &self,
+        request: &AuthorizedRequest<'_>,
+    ) -> Result<ApiGatewayV2httpResponse, HandlerError> {
+        let device = request.path_device()?;
+        let (window, from, to) = self.span(
+            request.http.query("window"),
+            request.http.query("from"),
+            request.http.query("to"),
+        )?;
         let field = request.http.query("field").filter(|f| !f.is_empty());
         let aggregates = self
             .store
@@ -205,6 +278,59 @@ impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender, T: TagReader> AnalyticsHan
         Ok(Response::json(
             200,
             &json!({ "deviceId": device, "window": window, "field": field, "from": from, "to": to, "points": points }),
+        ))
+    }
+
+    /// `POST /fleet/telemetry`: one field of a group of devices, window by window, merged from
+    /// each device's aggregates (counts and sums add, min and max of the extremes), so a group
+    /// chart costs one request of at most `MAX_FLEET_DEVICES` devices, not one per device.
+    async fn fleet_telemetry(
+        &self,
+        request: &AuthorizedRequest<'_>,
+    ) -> Result<ApiGatewayV2httpResponse, HandlerError> {
+        let body = request.http.body()?;
+        let query: FleetQuery = serde_json::from_slice(&body)
+            .map_err(|e| bad(format!("the query is not valid: {e}")))?;
+        if query.field.is_empty() {
+            return Err(bad("field must name a numeric field"));
+        }
+        let devices = query
+            .device_ids
+            .iter()
+            .map(|id| DeviceId::parse(id).map_err(|e| bad(e.to_string())))
+            .collect::<Result<std::collections::BTreeSet<DeviceId>, _>>()?;
+        if devices.is_empty() || devices.len() > MAX_FLEET_DEVICES {
+            return Err(bad(format!(
+                "deviceIds must list 1 to {MAX_FLEET_DEVICES} devices"
+            )));
+        }
+        let (window, from, to) = self.span(
+            query.window.as_deref(),
+            query.from.as_deref(),
+            query.to.as_deref(),
+        )?;
+        let (start, end) = (window.start_of(from), to.unix_millis());
+        let devices: Vec<DeviceId> = devices.into_iter().collect();
+        let mut merged = std::collections::BTreeMap::<i64, GroupPoint>::new();
+        for chunk in devices.chunks(FLEET_QUERIES_AT_ONCE) {
+            let reads = chunk
+                .iter()
+                .map(|device| self.store.aggregates(device, window, start, end));
+            for aggregates in futures::future::join_all(reads).await {
+                for aggregate in aggregates? {
+                    if let Some(stats) = aggregate.fields.get(&query.field) {
+                        merged
+                            .entry(aggregate.window_start)
+                            .or_insert_with(|| GroupPoint::empty(&aggregate))
+                            .add(aggregate.message_count, stats);
+                    }
+                }
+            }
+        }
+        let points: Vec<GroupPoint> = merged.into_values().collect();
+        Ok(Response::json(
+            200,
+            &json!({ "deviceCount": devices.len(), "window": window, "field": query.field, "from": from, "to": to, "points": points }),
         ))
     }
 

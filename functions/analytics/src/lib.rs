@@ -22,6 +22,7 @@ use hub_shared::ports::{AnalyticsStore, NoTags, QueueSender, RuleStore, StoreErr
 use serde_json::Value;
 
 use crate::engine::{Engine, MAX_RULES, MAX_WINDOWS};
+use hub_shared::domain::analytics::MAX_RECENT_READINGS;
 
 #[derive(Debug, Clone)]
 pub struct AnalyticsConfig {
@@ -36,6 +37,8 @@ pub struct AnalyticsConfig {
     pub windows: Vec<WindowSize>,
     pub retention: Duration,
     pub rules_cache: Duration,
+    /// Readings each device state keeps as raw chart points (0: none; each costs state size).
+    pub recent_readings: usize,
 }
 
 impl AnalyticsConfig {
@@ -57,6 +60,14 @@ impl AnalyticsConfig {
             return Err(invalid(format!("give 1 to {MAX_WINDOWS} windows")));
         }
         let retention_days: u64 = env.parse_or(vars::ANALYTICS_RETENTION_DAYS, 30)?;
+        let recent_readings: usize = env.parse_or(vars::ANALYTICS_RECENT_READINGS, 0)?;
+        if recent_readings > MAX_RECENT_READINGS {
+            return Err(ConfigError::Invalid {
+                name: vars::ANALYTICS_RECENT_READINGS,
+                value: recent_readings.to_string(),
+                reason: format!("keep at most {MAX_RECENT_READINGS} readings"),
+            });
+        }
         Ok(Self {
             analytics_table: env.required(vars::ANALYTICS_TABLE)?,
             alerts_table: env.required(vars::ALERTS_TABLE)?,
@@ -67,6 +78,7 @@ impl AnalyticsConfig {
             dead_letter_queue_url: env.required(vars::ANALYTICS_DLQ_URL)?,
             windows,
             retention: Duration::from_secs(retention_days * 86_400),
+            recent_readings,
             rules_cache: env.seconds_or(vars::RULES_CACHE_SECONDS, 10)?,
         })
     }
@@ -98,6 +110,7 @@ pub fn build(config: &AnalyticsConfig, clients: &Clients) -> Handler {
         },
         config.rules_cache,
     )
+    .with_recent_readings(config.recent_readings)
     .with_tags(DynamoDbTwinStore::new(
         clients.dynamodb.clone(),
         &config.twins_table,
@@ -147,6 +160,12 @@ impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender> AnalyticsHandler<A, R, Q> 
             rules_cache: Mutex::new(None),
             rules_ttl,
         }
+    }
+
+    /// Keeps the latest `readings` of each device in its state (raw points for charts).
+    pub fn with_recent_readings(mut self, readings: usize) -> Self {
+        self.engine.recent_readings = readings;
+        self
     }
 
     /// Reads twin tags with `tags`, for rules that select devices by tag.

@@ -433,6 +433,88 @@ async fn the_query_api_serves_aggregates_state_and_alerts() {
 }
 
 #[tokio::test]
+async fn the_fleet_telemetry_api_merges_a_groups_windows() {
+    let h = handler(vec![]);
+    let mut records = series();
+    records.extend((0..6).map(|i| {
+        envelope(
+            "d2",
+            i * 30_000,
+            &format!(r#"{{"t":{},"u":1}}"#, 100 + i * 10),
+        )
+    }));
+    records.push(envelope("d3", 60_000, r#"{"u":5}"#));
+    assert!(
+        h.handle_kinesis(&batch("shardId-0", 1, &records))
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    let query = |body: &str| {
+        RequestBuilder::new("POST /fleet/telemetry", "/fleet/telemetry", &service())
+            .body(body.as_bytes())
+            .build()
+    };
+    let response = h
+        .handle_http(&query(
+            r#"{"deviceIds":["d1","d2","d3","ghost","d1"],"field":"t","window":"1m",
+                "from":"1970-01-01T00:00:00Z","to":"1970-01-01T00:10:00Z"}"#,
+        ))
+        .await;
+    assert_eq!(response.status_code, 200, "{}", response_body(&response));
+    let json: serde_json::Value = serde_json::from_str(&response_body(&response)).unwrap();
+    assert_eq!(json["deviceCount"], 4, "duplicates count once");
+    let points = json["points"].as_array().unwrap();
+    assert_eq!(points.len(), 3);
+    let minute = &points[1];
+    assert_eq!(minute["windowStart"], "1970-01-01T00:01:00Z");
+    assert_eq!(
+        (
+            minute["devices"].as_u64(),
+            minute["count"].as_u64(),
+            minute["min"].as_f64(),
+            minute["max"].as_f64(),
+            minute["mean"].as_f64()
+        ),
+        (Some(2), Some(4), Some(20.0), Some(130.0), Some(75.0)),
+        "d3 has no t in that window and does not count"
+    );
+
+    for (body, why) in [
+        (r#"{"deviceIds":[],"field":"t"}"#, "no devices"),
+        (r#"{"deviceIds":["d1"],"field":""}"#, "no field"),
+        (r#"{"deviceIds":["d 1"],"field":"t"}"#, "a bad device id"),
+        (
+            r#"{"deviceIds":["d1"],"field":"t","window":"5m"}"#,
+            "a window not aggregated",
+        ),
+        (
+            r#"{"deviceIds":["d1"],"field":"t","extra":1}"#,
+            "an unknown member",
+        ),
+        (
+            r#"{"deviceIds":["d1"],"field":"t","from":"yesterday"}"#,
+            "a bad time",
+        ),
+    ] {
+        let response = h.handle_http(&query(body)).await;
+        assert_eq!(
+            (response.status_code, error_code(&response).as_deref()),
+            (400, Some("ArgumentInvalid")),
+            "{why}"
+        );
+    }
+    let many: Vec<String> = (0..101).map(|i| format!("\"d{i}\"")).collect();
+    let response = h
+        .handle_http(&query(&format!(
+            r#"{{"deviceIds":[{}],"field":"t"}}"#,
+            many.join(",")
+        )))
+        .await;
+    assert_eq!(response.status_code, 400, "more than 100 devices");
+}
+
+#[tokio::test]
 async fn the_rules_api_validates_and_honours_etags() {
     let h = handler(vec![]);
     let rule = r#"{"devices":{"all":true},"condition":{"field":"t","operator":">","threshold":30},"actions":{"alert":{}}}"#;

@@ -184,6 +184,10 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodC
             secondary_key,
             iot_edge: description.capabilities.is_some_and(|c| c.iot_edge),
         };
+        // Indexed first, so a search by id prefix never misses a device that exists.
+        self.twins
+            .index_device(device_id, &device.generation_id)
+            .await?;
         let event = self.lifecycle_event(LifecycleOperation::CreateDeviceIdentity, &device);
         match self.registry.create_device(&device, &event).await? {
             CreateOutcome::Created => {
@@ -225,6 +229,11 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodC
         condition: &IfMatch,
     ) -> Result<Device, RegistryError> {
         let current = self.current(device_id, condition).await?;
+        // Again on every update (idempotent): devices registered before the index existed
+        // become searchable by updating them, e.g. `hubctl device export` then `import --mode update`.
+        self.twins
+            .index_device(device_id, &current.generation_id)
+            .await?;
         let (primary_key, secondary_key) = updated_keys(description, &current)?;
         let status = description.status.unwrap_or(current.status);
         let device = Device {
@@ -300,6 +309,13 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodC
         {
             DeleteOutcome::Deleted => {
                 self.publish(&event).await;
+                if let Err(error) = self
+                    .twins
+                    .forget_device(device_id, &current.generation_id)
+                    .await
+                {
+                    tracing::warn!(device = %device_id, error = %hub_shared::error::Chain(&error), "the id index entry of a deleted device stays (searches skip it)");
+                }
                 if let Some(twin) = twin
                     && let Err(error) = self.twins.forget_tags(device_id, &twin).await
                 {

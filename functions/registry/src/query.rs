@@ -115,6 +115,7 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodC
                 self.twins.tagged(&entries[0], limit, after).await?
             }
             Plan::Tagged(entries) => intersect(&self.twins, entries, limit, after).await?,
+            Plan::IdPrefix(prefix) => self.twins.ids_starting_with(prefix, limit, after).await?,
             Plan::Scan => None,
         };
         if let Some(page) = tagged {

@@ -1,14 +1,15 @@
-//! Which devices a twin query reads: the registry in storage order, or the devices the tag index
+//! Which devices a twin query reads: the registry in storage order, the devices the tag index
 //! has for the condition's tag equalities, intersected in device id order before any device is
 //! read (`tags.building = 'B2' AND tags.floor = 3` reads the devices on that floor of that
-//! building, not every device of the building).
+//! building, not every device of the building), or the devices whose id starts with a prefix
+//! (`STARTSWITH(deviceId, 'pump-1')`, the dashboard's search), from the same index.
 
 use std::collections::{BTreeSet, VecDeque};
 
 use hub_shared::domain::device_id::DeviceId;
 use hub_shared::domain::tag_index;
 use hub_shared::ports::{IdPage, StoreError, TwinStore};
-use hub_shared::query::ast::BinaryOp;
+use hub_shared::query::ast::{BinaryOp, Function};
 use hub_shared::query::{Expr, Query, Segment};
 
 /// Index entries read per request while intersecting: they are a few dozen bytes each.
@@ -20,6 +21,24 @@ pub(crate) enum Plan {
     Scan,
     /// The devices the tag index has for every one of these entries, in id order.
     Tagged(Vec<String>),
+    /// The devices whose id starts with this prefix, in id order.
+    IdPrefix(String),
+}
+
+/// The prefix of a conjunct `STARTSWITH(deviceId, '<prefix>')` long enough for the id index.
+fn id_prefix(conjunct: &Expr) -> Option<String> {
+    let Expr::Call(Function::StartsWith, arguments) = conjunct else {
+        return None;
+    };
+    let [
+        Expr::Path(path),
+        Expr::Literal(serde_json::Value::String(prefix)),
+    ] = arguments.as_slice()
+    else {
+        return None;
+    };
+    let is_device_id = matches!(path.segments.as_slice(), [Segment::Field(f)] if f == "deviceId");
+    (is_device_id && prefix.chars().count() >= tag_index::ID_PREFIX_CHARS).then(|| prefix.clone())
 }
 
 /// The index entry of a conjunct `tags.<path> = <literal>` (a string, number or boolean), if it
@@ -58,11 +77,17 @@ pub(crate) fn plan(query: &Query) -> Plan {
         .flat_map(Expr::conjuncts)
         .filter_map(tag_equality)
         .collect();
-    if entries.is_empty() {
-        Plan::Scan
-    } else {
-        Plan::Tagged(entries.into_iter().collect())
+    if !entries.is_empty() {
+        return Plan::Tagged(entries.into_iter().collect());
     }
+    // The longest prefix narrows most.
+    query
+        .filter
+        .iter()
+        .flat_map(Expr::conjuncts)
+        .filter_map(id_prefix)
+        .max_by_key(String::len)
+        .map_or(Plan::Scan, Plan::IdPrefix)
 }
 
 /// One entry's devices, read forward a page at a time.
@@ -229,6 +254,40 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(none.ids.is_empty() && none.more_after.is_none());
+    }
+
+    #[test]
+    fn an_id_prefix_of_two_characters_or_more_reads_the_id_index() {
+        let plan_of = |q: &str| plan(&hub_shared::query::parse_query(q).unwrap());
+        assert_eq!(
+            plan_of("SELECT * FROM devices WHERE STARTSWITH(deviceId, 'pump-1')"),
+            Plan::IdPrefix("pump-1".into())
+        );
+        assert_eq!(
+            plan_of(
+                "SELECT * FROM devices WHERE startswith(deviceId, 'pu') AND STARTSWITH(deviceId, 'pump') AND status = 'enabled'"
+            ),
+            Plan::IdPrefix("pump".into()),
+            "the longest prefix"
+        );
+        assert_eq!(
+            plan_of("SELECT * FROM devices WHERE STARTSWITH(deviceId, 'p')"),
+            Plan::Scan,
+            "one character is too short"
+        );
+        assert_eq!(
+            plan_of("SELECT * FROM devices WHERE STARTSWITH(deviceId, 'pu') OR status = 'x'"),
+            Plan::Scan
+        );
+        assert_eq!(
+            plan_of("SELECT * FROM devices WHERE STARTSWITH(tags.name, 'pu')"),
+            Plan::Scan
+        );
+        assert_eq!(
+            plan_of("SELECT * FROM devices WHERE STARTSWITH(deviceId, 'pu') AND tags.site = 'a'"),
+            Plan::Tagged(vec!["site=\"a\"".into()]),
+            "a tag equality wins"
+        );
     }
 
     #[test]

@@ -635,8 +635,13 @@ mod tests {
                     time: t(5),
                 },
             )]),
+            recent_readings: vec![crate::domain::analytics::RecentReading {
+                time: t(5),
+                values: BTreeMap::from([("x".to_owned(), -2.0)]),
+            }],
         };
         let mut alert = Alert::new("hot", &device, "t");
+        alert.raise(t(4), 3.0);
         alert.active = true;
         alert.last_value = Some(31.0);
         for (key, item) in [

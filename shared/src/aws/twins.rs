@@ -214,22 +214,104 @@ impl TwinStore for DynamoDbTwinStore {
             None => request.key_condition_expression("tagEntry = :entry"),
         };
         let output = request.send().await.map_err(sdk_error(OPERATION))?;
-        let ids: Vec<DeviceId> = output
+        Ok(Some(Self::index_page(output, None, limit.max(1))))
+    }
+
+    async fn index_device(&self, id: &DeviceId, generation: &str) -> Result<(), StoreError> {
+        const OPERATION: &str = "writing a device id index entry";
+        let Some(table) = &self.tag_index else {
+            return Ok(());
+        };
+        self.client
+            .put_item()
+            .table_name(table)
+            .item("tagEntry", s(tag_index::id_entry(id.as_str())))
+            .item("deviceId", s(id.to_string()))
+            .item("generationId", s(generation))
+            .item("version", AttributeValue::N("0".into()))
+            .send()
+            .await
+            .map_err(sdk_error(OPERATION))?;
+        Ok(())
+    }
+
+    async fn forget_device(&self, id: &DeviceId, generation: &str) -> Result<(), StoreError> {
+        const OPERATION: &str = "removing a device id index entry";
+        let Some(table) = &self.tag_index else {
+            return Ok(());
+        };
+        let request = self
+            .client
+            .delete_item()
+            .table_name(table)
+            .key("tagEntry", s(tag_index::id_entry(id.as_str())))
+            .key("deviceId", s(id.to_string()))
+            .condition_expression("generationId = :gen")
+            .expression_attribute_values(":gen", s(generation));
+        // A newer generation of the id wrote it: it stays.
+        conditional_write!(request, OPERATION).map(|_| ())
+    }
+
+    async fn ids_starting_with(
+        &self,
+        prefix: &str,
+        limit: usize,
+        after: Option<&DeviceId>,
+    ) -> Result<Option<IdPage>, StoreError> {
+        const OPERATION: &str = "reading the device id index";
+        let Some(table) = &self.tag_index else {
+            return Ok(None);
+        };
+        // From the prefix (or the last id served, read again and dropped: BETWEEN includes it)
+        // to the last id the prefix can start.
+        let low = after.map_or_else(|| prefix.to_owned(), |a| a.to_string());
+        let extra = usize::from(after.is_some());
+        let output = self
+            .client
+            .query()
+            .table_name(table)
+            .limit(i32::try_from(limit.max(1) + extra).unwrap_or(i32::MAX))
+            .projection_expression("deviceId")
+            .key_condition_expression("tagEntry = :entry AND deviceId BETWEEN :low AND :high")
+            .expression_attribute_values(":entry", s(tag_index::id_entry(prefix)))
+            .expression_attribute_values(":low", s(low))
+            .expression_attribute_values(":high", s(format!("{prefix}{ID_CEILING}")))
+            .send()
+            .await
+            .map_err(sdk_error(OPERATION))?;
+        Ok(Some(Self::index_page(output, after, limit.max(1))))
+    }
+}
+
+/// Above every character a device id may hold: `prefix` + this bounds the ids starting with
+/// `prefix` (DynamoDB compares strings by their UTF-8 bytes).
+const ID_CEILING: char = '\u{10FFFF}';
+
+impl DynamoDbTwinStore {
+    fn index_page(
+        output: aws_sdk_dynamodb::operation::query::QueryOutput,
+        skip: Option<&DeviceId>,
+        limit: usize,
+    ) -> IdPage {
+        let mut ids: Vec<DeviceId> = output
             .items
             .unwrap_or_default()
             .iter()
             .filter_map(|item| item.get("deviceId").and_then(|v| v.as_s().ok()))
             .filter_map(|id| DeviceId::parse(id).ok())
+            .filter(|id| Some(id) != skip)
             .collect();
-        let more_after = output
+        let mut more_after = output
             .last_evaluated_key
             .and_then(|key| key.get("deviceId").and_then(|v| v.as_s().ok()).cloned())
             .and_then(|id| DeviceId::parse(&id).ok());
-        Ok(Some(IdPage { ids, more_after }))
+        if ids.len() > limit {
+            ids.truncate(limit);
+            more_after = ids.last().cloned();
+        }
+        IdPage { ids, more_after }
     }
-}
 
-impl DynamoDbTwinStore {
     /// Records that the twin of `id` at `twin.version` has `entry`, unless a later version
     /// already did.
     async fn put_entry(&self, id: &DeviceId, twin: &Twin, entry: &str) -> Result<(), StoreError> {

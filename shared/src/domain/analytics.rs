@@ -157,6 +157,43 @@ pub struct DeviceState {
     pub last_activity_time: Timestamp,
     pub last_message_id: String,
     pub last_values: BTreeMap<String, Reading>,
+    /// The latest readings with numeric fields, oldest first (at most the configured number;
+    /// none unless configured): the raw points of a chart's most recent stretch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_readings: Vec<RecentReading>,
+}
+
+/// Most recent readings a device state may keep (`HUB_ANALYTICS_RECENT_READINGS`).
+pub const MAX_RECENT_READINGS: usize = 100;
+
+/// One message's numeric fields, as it was read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecentReading {
+    #[serde(rename = "t")]
+    pub time: Timestamp,
+    /// Field values by dotted path.
+    #[serde(rename = "v")]
+    pub values: BTreeMap<String, f64>,
+}
+
+impl DeviceState {
+    /// Keeps the reading among the latest `keep`, in time order (a late reading older than all
+    /// of a full set is not kept).
+    pub fn remember(&mut self, time: Timestamp, fields: &[(String, f64)], keep: usize) {
+        if keep == 0 || fields.is_empty() {
+            return;
+        }
+        let at = self.recent_readings.partition_point(|r| r.time <= time);
+        self.recent_readings.insert(
+            at,
+            RecentReading {
+                time,
+                values: fields.iter().cloned().collect(),
+            },
+        );
+        let excess = self.recent_readings.len().saturating_sub(keep);
+        self.recent_readings.drain(..excess);
+    }
 }
 
 /// The numeric leaves of a JSON object, by dotted path (`{"a":{"b":1}}` gives `a.b`). Arrays,
@@ -613,6 +650,26 @@ pub struct Alert {
     /// Standard deviations from the learned mean at the last evaluation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<f64>,
+    /// The last raises, oldest first (at most `RECENT_RAISES`): what "alerts over time" counts.
+    /// Kept in the alert item, which every evaluation rewrites anyway, so the history costs no
+    /// write and no transaction item of its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_raises: Vec<Raise>,
+}
+
+/// Raises an alert item remembers. Bounded so the item stays near one write unit (about 80
+/// bytes a raise); an alert that flaps more often than this within a chart's range is counted
+/// as this many raises there (`raiseCount` still says how many there were in all).
+pub const RECENT_RAISES: usize = 10;
+
+/// One raise of an alert: when, at what value, and when it cleared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Raise {
+    pub raised_at: Timestamp,
+    pub value: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleared_at: Option<Timestamp>,
 }
 
 impl Alert {
@@ -634,6 +691,30 @@ impl Alert {
             expected_low: None,
             expected_high: None,
             score: None,
+            recent_raises: Vec::new(),
+        }
+    }
+
+    /// Raises the alert at `at` (remembering the raise among the recent ones).
+    pub fn raise(&mut self, at: Timestamp, value: f64) {
+        self.active = true;
+        self.raised_at = Some(at);
+        self.raise_count += 1;
+        self.recent_raises.push(Raise {
+            raised_at: at,
+            value,
+            cleared_at: None,
+        });
+        let excess = self.recent_raises.len().saturating_sub(RECENT_RAISES);
+        self.recent_raises.drain(..excess);
+    }
+
+    /// Clears the alert at `at`.
+    pub fn clear(&mut self, at: Timestamp) {
+        self.active = false;
+        self.cleared_at = Some(at);
+        if let Some(last) = self.recent_raises.last_mut() {
+            last.cleared_at.get_or_insert(at);
         }
     }
 

@@ -30,6 +30,21 @@ pub fn entry(path: &[&str], value: &Value) -> Option<String> {
     (entry.len() <= MAX_ENTRY_BYTES).then_some(entry)
 }
 
+/// Characters of a device id its id-index entry holds, and the shortest `STARTSWITH(deviceId,
+/// …)` prefix the index serves (a shorter one reads the registry).
+pub const ID_PREFIX_CHARS: usize = 2;
+
+/// The id-index entry of a device id, or of a search prefix of at least `ID_PREFIX_CHARS`
+/// characters: `$id=` and their first characters. Tag names cannot start with `$`, so no tag
+/// entry can be one.
+pub fn id_entry(id_or_prefix: &str) -> String {
+    let end = id_or_prefix
+        .char_indices()
+        .nth(ID_PREFIX_CHARS)
+        .map_or(id_or_prefix.len(), |(at, _)| at);
+    format!("$id={}", &id_or_prefix[..end])
+}
+
 /// Every entry of a twin's tags.
 pub fn entries(tags: &Map<String, Value>) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
@@ -58,6 +73,13 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn an_id_entry_holds_the_first_characters() {
+        assert_eq!(id_entry("sensor-0001"), "$id=se");
+        assert_eq!(id_entry("se"), "$id=se");
+        assert_eq!(id_entry("x"), "$id=x");
+    }
 
     #[test]
     fn every_scalar_leaf_is_an_entry() {

@@ -346,6 +346,29 @@ pub trait TwinStore: Send + Sync {
         limit: usize,
         after: Option<&DeviceId>,
     ) -> impl Future<Output = Result<Option<IdPage>, StoreError>> + Send;
+    /// Records a device of `generation` in the device id index (`tag_index::id_entry`), so a
+    /// query by id prefix reads the devices it names rather than the registry. Written before
+    /// the device (a superset again: an entry without a device is skipped); idempotent; a no-op
+    /// for a store without an index.
+    fn index_device(
+        &self,
+        id: &DeviceId,
+        generation: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Removes a deleted device's id index entry, unless a newer generation of the id wrote it.
+    fn forget_device(
+        &self,
+        id: &DeviceId,
+        generation: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Indexed devices whose id starts with `prefix` (at least `tag_index::ID_PREFIX_CHARS`
+    /// characters), in id order after `after`, at most `limit`; `None` without an index.
+    fn ids_starting_with(
+        &self,
+        prefix: &str,
+        limit: usize,
+        after: Option<&DeviceId>,
+    ) -> impl Future<Output = Result<Option<IdPage>, StoreError>> + Send;
 }
 
 /// A page of device ids and, if more follow, the last id of the page.

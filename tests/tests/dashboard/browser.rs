@@ -240,6 +240,51 @@ impl Browser {
         }
     }
 
+    /// Chooses `value` among the options of the select at `css` (as a person picking it would:
+    /// its `change` event fires).
+    pub async fn choose(&self, css: &str, value: &str) {
+        self.find(css).await;
+        self.run(&format!(
+            "const s = document.querySelector({css:?}); s.value = {value:?}; \
+             s.dispatchEvent(new Event('change'));"
+        ))
+        .await;
+    }
+
+    /// Runs `script` in the page.
+    pub async fn run(&self, script: &str) {
+        self.client
+            .execute(script, vec![])
+            .await
+            .unwrap_or_else(|e| panic!("running {script}: {e}"));
+    }
+
+    /// Waits until the number in attribute `name` of `css` satisfies `check` (0 while absent).
+    pub async fn wait_for_attribute(
+        &self,
+        css: &str,
+        name: &str,
+        what: &str,
+        check: impl Fn(u64) -> bool,
+    ) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
+        loop {
+            let value = self
+                .attribute(css, name)
+                .await
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            if check(value) {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                self.fail(format!("{what}: {css} {name} stayed at {value}"))
+                    .await;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// A number the page computed (`script` returns it).
     pub async fn number(&self, script: &str) -> Option<f64> {
         self.client

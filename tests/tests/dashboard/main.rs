@@ -204,26 +204,46 @@ async fn a_simulated_devices_chart_has_points_and_follows_new_data() {
     };
     let points = browser.attribute("[data-test=chart]", "data-points").await;
     assert!(points.is_some_and(|p| p.parse::<u64>().unwrap_or(0) >= 1));
+    // The latest stretch is raw readings (the local hub keeps 20 a device).
+    browser
+        .wait_for_attribute(
+            "[data-test=chart]",
+            "data-raw",
+            "raw recent readings",
+            |n| n >= 2,
+        )
+        .await;
     // Live: without a reload, the chart takes in the readings that arrive (one a second).
     let deadline = tokio::time::Instant::now() + A_WHILE;
     while chart_readings(&browser).await <= first {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the chart did not follow new data ({first} readings)"
+            "the chart did not follow new data (its latest reading stayed at {first})"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
+    // Its recent messages grow as the device sends (one a second), with the fields they carried.
+    let deadline = tokio::time::Instant::now() + A_WHILE;
+    while browser
+        .number("return document.querySelectorAll('[data-test=recent-messages] tr[data-message]').length")
+        .await
+        .unwrap_or(0.0)
+        < 2.0
+    {
+        if tokio::time::Instant::now() > deadline {
+            browser
+                .fail("the recent messages did not follow the device".into())
+                .await;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let messages = browser.text("[data-test=recent-messages] table").await;
+    assert!(messages.contains("temperature"), "{messages}");
+
     // A week-long range: hourly windows, drawn as fast.
     let started = Instant::now();
-    browser
-        .client
-        .execute(
-            "const s = document.querySelector('[data-test=range]'); s.value = '604800'; s.dispatchEvent(new Event('change'));",
-            vec![],
-        )
-        .await
-        .unwrap();
+    browser.choose("[data-test=range]", "604800").await;
     browser
         .wait_for_text("[data-test=chart] + p", "the week's chart", A_WHILE, |t| {
             t.contains("1h windows")
@@ -236,10 +256,10 @@ async fn a_simulated_devices_chart_has_points_and_follows_new_data() {
     browser.close().await;
 }
 
-/// How many readings the device's chart holds (its windows' counts).
+/// When the latest reading the device's chart draws was taken (ms; 0 before any).
 async fn chart_readings(browser: &Browser) -> u64 {
     browser
-        .attribute("[data-test=chart]", "data-messages")
+        .attribute("[data-test=chart]", "data-latest")
         .await
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0)
@@ -426,6 +446,160 @@ async fn a_devices_alert_appears_and_is_acknowledged_then_closed() {
 }
 
 #[tokio::test]
+async fn a_rule_made_in_the_page_alerts_and_is_edited_disabled_and_deleted() {
+    let fleet = fleet_reporting().await;
+    let service = service().await;
+    let rule_id = unique("ui-rule");
+    let browser = Browser::open("rules").await;
+    sign_in(&browser, &gateway().owner_connection_string().await).await;
+    browser.goto(&format!("{}#/rules/new", ui())).await;
+    browser.type_into("[data-test=rule-id]", &rule_id).await;
+    browser
+        .type_into(
+            "[data-test=rule-description]",
+            "dashboard test: warm chiller",
+        )
+        .await;
+    browser.choose("[data-test=rule-devices]", "ids").await;
+    browser
+        .type_into("[data-test=rule-selection]", &fleet.chiller)
+        .await;
+    browser
+        .type_into("[data-test=rule-field]", "temperature")
+        .await;
+    // The simulated chiller is always above zero: the rule fires at its next reading.
+    browser.type_into("[data-test=rule-threshold]", "0").await;
+    browser
+        .choose("[data-test=rule-severity]", "critical")
+        .await;
+    browser.click("[data-test=save-rule]").await;
+    browser
+        .wait_for_text("[data-test=status]", "the rule's creation", A_WHILE, |t| {
+            t == format!("Saved {rule_id}")
+        })
+        .await;
+    let stored = service.rule(&rule_id).await.unwrap();
+    assert_eq!(stored["devices"]["ids"][0], fleet.chiller.as_str());
+    assert_eq!(stored["condition"]["threshold"], 0.0);
+    assert_eq!(stored["actions"]["alert"]["severity"], "critical");
+
+    // Its page lists the alert it raises and charts the telemetry around it.
+    let row = format!("[data-alert='{rule_id}/{}']", fleet.chiller);
+    browser
+        .wait_for_text(&row, "the rule's alert", Duration::from_secs(90), |t| {
+            t.contains("active")
+        })
+        .await;
+    browser
+        .wait_for_attribute(
+            "[data-test=around-chart]",
+            "data-points",
+            "the chart around the alert",
+            |n| n > 0,
+        )
+        .await;
+    browser.screenshot().await;
+
+    // The overview counts the raise among the alerts raised over time.
+    browser.goto(&format!("{}#/overview", ui())).await;
+    browser
+        .wait_for_text(
+            "[data-test=alert-history] p",
+            "the raise in the overview's history",
+            A_WHILE,
+            |t| {
+                t.split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .is_some_and(|n| n >= 1)
+            },
+        )
+        .await;
+
+    // Edited: a threshold the chiller never reaches.
+    browser.goto(&format!("{}#/rules/{rule_id}", ui())).await;
+    browser
+        .type_into("[data-test=rule-threshold]", "1000")
+        .await;
+    browser.click("[data-test=save-rule]").await;
+    browser
+        .wait_for_text("[data-test=status]", "the edit", A_WHILE, |t| {
+            t == format!("Saved {rule_id}")
+        })
+        .await;
+    assert_eq!(
+        service.rule(&rule_id).await.unwrap()["condition"]["threshold"],
+        1000.0
+    );
+
+    // Disabled from the list, then deleted from its page.
+    browser.goto(&format!("{}#/rules", ui())).await;
+    browser
+        .click(&format!("[data-rule='{rule_id}'] [data-test=rule-enabled]"))
+        .await;
+    browser
+        .wait_for_text("[data-test=status]", "the disabling", A_WHILE, |t| {
+            t.contains("disabled")
+        })
+        .await;
+    assert_eq!(service.rule(&rule_id).await.unwrap()["enabled"], false);
+    browser.goto(&format!("{}#/rules/{rule_id}", ui())).await;
+    browser.find("[data-test=delete-rule]").await;
+    browser.run("window.confirm = () => true;").await;
+    browser.click("[data-test=delete-rule]").await;
+    browser.find("[data-test=rule-list]").await;
+    let deadline = tokio::time::Instant::now() + A_WHILE;
+    while service.rule(&rule_id).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rule was not deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_groups_chart_merges_its_devices_telemetry() {
+    let fleet = fleet_reporting().await;
+    let service = service().await;
+    let group = unique("uifleet").replace('-', "");
+    for device in [&fleet.chiller, &fleet.elevator] {
+        service
+            .patch_twin(
+                device,
+                &serde_json::json!({ "tags": { "uiFleet": group } }),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    let browser = Browser::open("group-chart").await;
+    sign_in(&browser, &gateway().owner_connection_string().await).await;
+    browser
+        .submit_into("[data-test=group]", &format!("uiFleet={group}"))
+        .await;
+    browser
+        .goto(&format!("{}#/telemetry?field=temperature", ui()))
+        .await;
+    browser
+        .wait_for_text(
+            "[data-test=group-note]",
+            "the group's chart",
+            A_WHILE,
+            |t| t.starts_with("2 devices") && !t.contains("; 0 points"),
+        )
+        .await;
+    let points = browser
+        .attribute("[data-test=group-chart]", "data-points")
+        .await
+        .and_then(|p| p.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(points > 0, "the group chart has points");
+    browser.close().await;
+}
+
+#[tokio::test]
 async fn a_device_group_narrows_every_panel_and_search_spans_the_fleet() {
     let service = service().await;
     let run = unique("ui-group").replace('-', "");
@@ -492,5 +666,143 @@ async fn a_device_group_narrows_every_panel_and_search_spans_the_fleet() {
         )
         .await;
     browser.screenshot().await;
+    browser.close().await;
+}
+
+/// Devices the large-fleet measurement registers (once: they stay for later runs).
+const LARGE_FLEET: usize = 10_000;
+
+/// Makes `big-00000`… up to `LARGE_FLEET` devices, 100 per bulk request, 4 requests at a time.
+async fn large_fleet(service: &ServiceClient) {
+    use hub_shared::domain::registry::{ExportImportDevice, ImportMode};
+    // Made in id order: the last one exists only once they all do.
+    if service
+        .get_device(&format!("big-{:05}", LARGE_FLEET - 1))
+        .await
+        .is_ok()
+    {
+        return;
+    }
+    let started = Instant::now();
+    let batches: Vec<Vec<ExportImportDevice>> = (0..LARGE_FLEET)
+        .collect::<Vec<_>>()
+        .chunks(100)
+        .map(|chunk| {
+            chunk
+                .iter()
+                .map(|i| ExportImportDevice {
+                    id: hub_shared::DeviceId::parse(&format!("big-{i:05}")).unwrap(),
+                    import_mode: ImportMode::Create,
+                    etag: None,
+                    status: None,
+                    status_reason: None,
+                    authentication: None,
+                    capabilities: None,
+                })
+                .collect()
+        })
+        .collect();
+    for group in batches.chunks(4) {
+        let answers =
+            futures::future::join_all(group.iter().map(|batch| service.bulk(batch))).await;
+        for answer in answers {
+            let answer = answer.unwrap_or_else(|e| panic!("bulk import: {e}"));
+            // An earlier, interrupted run left some.
+            assert!(
+                answer
+                    .errors
+                    .iter()
+                    .all(|e| e.error_code == "DeviceAlreadyExists"),
+                "{:?}",
+                answer.errors
+            );
+        }
+    }
+    println!(
+        "large fleet: {LARGE_FLEET} devices registered in {} s",
+        started.elapsed().as_secs()
+    );
+}
+
+/// Milliseconds from `action` (a script) to the device list's next drawing, in the page's clock.
+async fn time_to_list(browser: &Browser, action: &str) -> f64 {
+    browser
+        .run(&format!(
+            "performance.clearMarks('devices-drawn'); window.hubStarted = performance.now(); {action}"
+        ))
+        .await;
+    let deadline = tokio::time::Instant::now() + A_WHILE;
+    loop {
+        if let Some(ms) = browser
+            .number(
+                "const m = performance.getEntriesByName('devices-drawn'); \
+                 return m.length ? m[0].startTime - window.hubStarted : null;",
+            )
+            .await
+        {
+            return ms;
+        }
+        if tokio::time::Instant::now() > deadline {
+            browser
+                .fail(format!("the device list was not drawn after {action}"))
+                .await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The device list with 10,000 registered devices, measured in the browser: first page, next
+/// page, and a search by id prefix over the whole fleet (medians of 7). Run with
+/// `cargo test -p hub-tests --test dashboard -- --ignored --nocapture ten_thousand`.
+#[tokio::test]
+#[ignore = "a measurement: registers 10,000 devices (kept for later runs)"]
+async fn the_device_list_with_ten_thousand_devices() {
+    let service = service().await;
+    large_fleet(&service).await;
+    let browser = Browser::open("large-fleet").await;
+    sign_in(&browser, &gateway().owner_connection_string().await).await;
+    let (mut first, mut next, mut search) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..7 {
+        browser.goto(&format!("{}#/overview", ui())).await;
+        browser.find("[data-test=total]").await;
+        first.push(time_to_list(&browser, "location.hash = '#/devices';").await);
+        browser.find("[data-test=next-page]").await;
+        next.push(
+            time_to_list(
+                &browser,
+                "document.querySelector('[data-test=next-page]').click();",
+            )
+            .await,
+        );
+        let prefix = format!("big-0{round}2");
+        search.push(
+            time_to_list(
+                &browser,
+                &format!(
+                    "const s = document.querySelector('[data-test=device-search]'); \
+                     s.value = '{prefix}'; s.form.requestSubmit();"
+                ),
+            )
+            .await,
+        );
+        let shown = browser.text("[data-test=device-table]").await;
+        assert!(
+            shown.contains(&format!("{prefix}00")) && !shown.contains("big-00000 "),
+            "the search shows its devices: {shown}"
+        );
+    }
+    let total = service.statistics().await.unwrap().total_device_count;
+    println!(
+        "device list, {total} devices registered: first page {:.0} ms, next page {:.0} ms, \
+         search by id prefix {:.0} ms (medians of 7, in the browser)",
+        median(first),
+        median(next),
+        median(search)
+    );
     browser.close().await;
 }

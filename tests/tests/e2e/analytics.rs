@@ -16,12 +16,10 @@ fn count(body: &serde_json::Value) -> u64 {
         .unwrap_or(0)
 }
 
-#[tokio::test]
-async fn telemetry_becomes_aggregates_and_device_state() {
-    let gateway = gateway();
-    let device = gateway.register(&unique("e2e-agg")).await;
-    for value in [10, 20, 30] {
-        let sent = gateway
+/// Sends one message per value, `{"temperature": value}`, each accepted.
+async fn send_temperatures(device: &hub_tests::RegisteredDevice, values: &[i32]) {
+    for value in values {
+        let sent = gateway()
             .http()
             .post(&device.events_path(), &device.token())
             .body(format!(r#"{{"temperature":{value}}}"#))
@@ -30,10 +28,14 @@ async fn telemetry_becomes_aggregates_and_device_state() {
             .unwrap();
         assert_eq!(sent.status().as_u16(), 204);
     }
-    let body =
-        wait_for_telemetry(&device.id, "window=1m&field=temperature", |b| count(b) == 3).await;
-    let points = body["points"].as_array().unwrap();
-    // The readings may straddle a minute boundary: combine the windows.
+}
+
+/// The lowest minimum and highest maximum over an answer's windows.
+fn extremes(body: &serde_json::Value) -> (f64, f64) {
+    let points = body["points"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let min = points
         .iter()
         .filter_map(|p| p["min"].as_f64())
@@ -42,7 +44,18 @@ async fn telemetry_becomes_aggregates_and_device_state() {
         .iter()
         .filter_map(|p| p["max"].as_f64())
         .fold(f64::MIN, f64::max);
-    assert_eq!((min, max), (10.0, 30.0), "{body}");
+    (min, max)
+}
+
+#[tokio::test]
+async fn telemetry_becomes_aggregates_and_device_state() {
+    let gateway = gateway();
+    let device = gateway.register(&unique("e2e-agg")).await;
+    send_temperatures(&device, &[10, 20, 30]).await;
+    let body =
+        wait_for_telemetry(&device.id, "window=1m&field=temperature", |b| count(b) == 3).await;
+    // The readings may straddle a minute boundary: combine the windows.
+    assert_eq!(extremes(&body), (10.0, 30.0), "{body}");
 
     let service = gateway.policy_token("service").await;
     let state: serde_json::Value = gateway
@@ -51,6 +64,32 @@ async fn telemetry_becomes_aggregates_and_device_state() {
         .await;
     assert_eq!(state["messageCount"], 3, "{state}");
     assert_eq!(state["lastValues"]["temperature"]["value"], 30.0);
+}
+
+#[tokio::test]
+async fn a_groups_telemetry_is_one_request_merged_from_its_devices() {
+    let gateway = gateway();
+    let client = gateway.http();
+    let mut ids = Vec::new();
+    for values in [[10, 20], [30, 40]] {
+        let device = gateway.register(&unique("e2e-group")).await;
+        send_temperatures(&device, &values).await;
+        wait_for_telemetry(&device.id, "window=1m&field=temperature", |b| count(b) == 2).await;
+        ids.push(device.id.clone());
+    }
+    let service = gateway.policy_token("service").await;
+    let answer = client
+        .post("/fleet/telemetry", &service)
+        .json(&serde_json::json!({"deviceIds": ids, "field": "temperature", "window": "1m"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    let points = body["points"].as_array().unwrap();
+    let sum = |name: &str| points.iter().filter_map(|p| p[name].as_f64()).sum::<f64>();
+    assert_eq!((sum("count"), sum("sum")), (4.0, 100.0), "{body}");
+    assert_eq!(extremes(&body), (10.0, 40.0), "{body}");
 }
 
 #[tokio::test]
@@ -113,6 +152,11 @@ async fn a_rule_raises_an_alert_and_its_command_reaches_the_device() {
         .unwrap_or_default();
     assert_eq!(mine.len(), 1, "one active alert for the device: {alerts}");
     assert_eq!(mine[0]["severity"], "critical");
+    assert_eq!(
+        mine[0]["recentRaises"][0]["value"], 150.0,
+        "the raise is remembered for the alerts-over-time chart: {}",
+        mine[0]
+    );
     let every: serde_json::Value = client.get_json("/alerts", &service).await;
     assert!(
         every

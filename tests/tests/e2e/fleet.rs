@@ -1,6 +1,6 @@
-//! Fleet management from outside: a twin query paged through the tag index, service statistics,
-//! a direct method invoked by a service and answered by the device over HTTPS, and a twin job run
-//! by the job-work queue.
+//! Fleet management from outside: a twin query paged through the tag index and one by id prefix,
+//! service statistics, a direct method invoked by a service and answered by the device over
+//! HTTPS, and a twin job run by the job-work queue.
 
 use std::time::Duration;
 
@@ -39,6 +39,18 @@ async fn twins_are_queried_a_page_at_a_time() {
         .collect();
     found.sort();
     assert_eq!(found, expected);
+    // A search by id prefix (the device id index).
+    let (rows, _) = client
+        .query_all(
+            &owner,
+            &format!(
+                "SELECT deviceId FROM devices WHERE STARTSWITH(deviceId, '{}')",
+                expected[0]
+            ),
+            1,
+        )
+        .await;
+    assert_eq!(rows, vec![json!({ "deviceId": expected[0] })]);
     let statistics: Value = client.get_json("/statistics/service", &owner).await;
     assert!(statistics["connectedDeviceCount"].is_u64(), "{statistics}");
 }

@@ -255,6 +255,34 @@ async fn queries_filter_project_group_and_page_over_twins() {
         deleted_entries.count, 0,
         "a deleted device's entries go with it"
     );
+
+    // A search by id prefix reads the devices it names (the id index), not the registry, and
+    // follows a deletion.
+    let (search, _) = run(
+        &client,
+        &owner,
+        "SELECT * FROM devices WHERE STARTSWITH(deviceId, 'q-0')",
+        4,
+    )
+    .await;
+    assert_eq!(
+        ids(&search),
+        names((0..10).filter(|&i| i != 3)),
+        "q-03 was deleted"
+    );
+    let response = client
+        .post("/devices/query", &owner)
+        .json(&json!({ "query": "SELECT deviceId FROM devices WHERE STARTSWITH(deviceId, 'q-1')" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["x-hub-devices-read"],
+        "10",
+        "only the ten devices named q-1…"
+    );
+    let found: Vec<Value> = response.json().await.unwrap();
+    assert_eq!(ids(&found), names(10..20));
 }
 
 #[tokio::test]

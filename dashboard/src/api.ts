@@ -100,6 +100,11 @@ export function mergePoints(parts: WindowPoint[][]): WindowPoint[] {
       }
       seen.count += p.count;
       seen.sum += sum;
+      // A group's windows also say how many devices and messages they hold: those add too.
+      const extra = seen as { devices?: number; messageCount?: number };
+      const more = p as { devices?: number; messageCount?: number };
+      if (extra.devices !== undefined) extra.devices += more.devices ?? 0;
+      if (extra.messageCount !== undefined) extra.messageCount += more.messageCount ?? 0;
       seen.min = Math.min(seen.min, p.min);
       seen.max = Math.max(seen.max, p.max);
       seen.mean = seen.count > 0 ? seen.sum / seen.count : 0;

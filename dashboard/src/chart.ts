@@ -17,6 +17,8 @@ export interface Series {
   latest: number;
   /** How many of the points are raw readings (the last ones). */
   raw: number;
+  /** Where each point's window ends (seconds; a raw reading's is its time). */
+  ends?: number[];
 }
 
 /** Points (windows) to the chart's columns: seconds since the epoch, by window start. */
@@ -30,6 +32,7 @@ export function toSeries(points: WindowPoint[]): Series {
     counts: sorted.map((p) => p.count ?? 0),
     latest: Math.max(0, ...sorted.map((p) => Date.parse(p.last?.time ?? p.windowStart) || 0)),
     raw: 0,
+    ends: sorted.map((p) => Date.parse(p.windowEnd) / 1000),
   };
 }
 
@@ -48,7 +51,9 @@ export function withRecent(
     .sort((a, b) => a.at - b.at);
   if (raw.length === 0) return series;
   const first = raw[0].at / 1000;
-  const keep = series.times.findIndex((t) => t >= first);
+  // A window that ends after the first raw reading already counts it: drop it, or its readings
+  // would be drawn (and counted) twice.
+  const keep = series.times.findIndex((t, i) => (series.ends?.[i] ?? t) > first);
   const cut = keep < 0 ? series.times.length : keep;
   const values = raw.map((r) => r.value);
   return {
@@ -59,6 +64,7 @@ export function withRecent(
     counts: [...series.counts.slice(0, cut), ...raw.map(() => 1)],
     latest: Math.max(series.latest, raw[raw.length - 1].at),
     raw: raw.length,
+    ends: [...(series.ends ?? series.times).slice(0, cut), ...raw.map((r) => r.at / 1000)],
   };
 }
 

@@ -38,8 +38,9 @@ describe('chart windows', () => {
 });
 
 describe('raw recent points', () => {
-  it('follow the windows before the oldest of them', () => {
-    const window = (start: string, mean: number) => ({ windowStart: start, windowEnd: start, count: 2, min: mean - 1, max: mean + 1, mean, last: { value: mean, time: start } });
+  it('follow the windows that end before the oldest of them', () => {
+    const end = (start: string) => new Date(Date.parse(start) + 60_000).toISOString();
+    const window = (start: string, mean: number) => ({ windowStart: start, windowEnd: end(start), count: 2, min: mean - 1, max: mean + 1, mean, last: { value: mean, time: start } });
     const series = toSeries([window('2026-01-01T00:00:00Z', 10), window('2026-01-01T00:01:00Z', 20), window('2026-01-01T00:02:00Z', 30)]);
     const merged = withRecent(
       series,
@@ -53,9 +54,11 @@ describe('raw recent points', () => {
       new Date('2026-01-01T00:10:00Z'),
     );
     const at = (iso: string) => Date.parse(iso) / 1000;
-    expect(merged.times).toEqual([at('2026-01-01T00:00:00Z'), at('2026-01-01T00:01:00Z'), at('2026-01-01T00:01:30Z'), at('2026-01-01T00:02:10Z')]);
-    expect(merged.mean).toEqual([10, 20, 21, 31]);
-    expect(merged.min.slice(2)).toEqual([21, 31]);
+    // The 00:01 window holds the 00:01:30 reading: it gives way to the raw points.
+    expect(merged.times).toEqual([at('2026-01-01T00:00:00Z'), at('2026-01-01T00:01:30Z'), at('2026-01-01T00:02:10Z')]);
+    expect(merged.mean).toEqual([10, 21, 31]);
+    expect(merged.counts.reduce((a, b) => a + b, 0)).toBe(2 + 2);
+    expect(merged.min.slice(1)).toEqual([21, 31]);
     expect(merged.raw).toBe(2);
     expect(merged.latest).toBe(Date.parse('2026-01-01T00:02:10Z'));
     expect(withRecent(series, [], 't', new Date(0), new Date())).toBe(series);

@@ -32,6 +32,19 @@ describe('rule form', () => {
     expect(rule.actions).toEqual({ alert: { severity: 'error' }, command: null });
   });
 
+  it('round-trips a learned rule, keeping what the form does not show', () => {
+    const learned: Rule = {
+      id: 'odd',
+      description: '',
+      enabled: false,
+      devices: { ids: ['a', 'b'], tags: { site: 'cork' } },
+      condition: { field: 'pressure', consecutive: 3, aggregation: 'windowMean', window: '1h', learned: { sensitivity: 3, warmup: 50, alpha: 0.2, direction: 'below', minDeviation: 1 } },
+      cooldownSeconds: 60,
+      actions: { alert: { severity: 'warning' }, command: null },
+    };
+    expect(ruleFromForm(formFromRule(learned), learned)).toEqual(learned);
+  });
+
   it('says what is wrong with a form', () => {
     const good = { ...emptyForm(), id: 'r', field: 't', threshold: '3' };
     const cases: [Partial<typeof good>, RegExp][] = [

@@ -164,12 +164,15 @@ export function ruleFromForm(form: RuleForm, base?: Rule): Rule {
       if (at <= 0 || at === item.length - 1) throw new RuleFormError(`"${item}" is not tag=value`);
       tags[item.slice(0, at).trim()] = tagValue(item.slice(at + 1));
     }
-    devices = { tags };
+    // A rule may select by ids and tags at once; the form edits the tags and keeps the ids.
+    devices = base?.devices.ids ? { ids: base.devices.ids, tags } : { tags };
   }
   const consecutive = number(form.consecutive, 'consecutive', (n) => Number.isInteger(n) && n >= 1 && n <= 1000, 'a whole number from 1 to 1000');
   const condition: Rule['condition'] = { field, consecutive };
   if (form.kind === 'learned') {
+    // Fields the form does not show (alpha) keep their saved values.
     condition.learned = {
+      ...(base?.condition.learned ?? {}),
       sensitivity: number(form.sensitivity, 'sensitivity', (n) => n > 0, 'a positive number'),
       warmup: number(form.warmup, 'warm-up', (n) => Number.isInteger(n) && n >= 2 && n <= 10000, 'from 2 to 10000 readings'),
       direction: DIRECTIONS.includes(form.direction) ? form.direction : 'above',
@@ -179,10 +182,11 @@ export function ruleFromForm(form: RuleForm, base?: Rule): Rule {
     if (!OPERATORS.includes(form.operator)) throw new RuleFormError(`unknown operator ${form.operator}`);
     condition.operator = form.operator;
     condition.threshold = number(form.threshold, 'the threshold', () => true, 'a number');
-    if (form.aggregation === 'windowMean') {
-      condition.aggregation = 'windowMean';
-      condition.window = form.window.trim();
-    }
+  }
+  // Learned rules may watch window means too.
+  if (form.aggregation === 'windowMean') {
+    condition.aggregation = 'windowMean';
+    condition.window = form.window.trim();
   }
   const severity = form.severity.trim();
   const body = form.command;

@@ -427,6 +427,7 @@ impl crate::ports::TwinStore for InMemoryTwins {
             .map(|(id, _)| id.clone())
             .collect();
         ids.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        let limit = limit.max(1);
         let more_after = (ids.len() > limit).then(|| ids[limit - 1].clone());
         ids.truncate(limit);
         Ok(Some(crate::ports::IdPage { ids, more_after }))
@@ -457,6 +458,7 @@ impl crate::ports::TwinStore for InMemoryTwins {
             .filter(|id| after.is_none_or(|a| id.as_str() > a.as_str()))
             .cloned()
             .collect();
+        let limit = limit.max(1);
         let more_after = (ids.len() > limit).then(|| ids[limit - 1].clone());
         ids.truncate(limit);
         Ok(Some(crate::ports::IdPage { ids, more_after }))

@@ -28,6 +28,9 @@ const MAX_POINTS: i64 = 10_000;
 const MAX_ALERTS: usize = 1000;
 /// Most devices one fleet telemetry query merges, and how many of their reads run at once.
 const MAX_FLEET_DEVICES: usize = 100;
+
+/// Most device windows one fleet query reads (100 devices over a week of hourly windows fit).
+const MAX_FLEET_WINDOWS: i64 = 20_000;
 const FLEET_QUERIES_AT_ONCE: usize = 16;
 
 /// The body of `POST /fleet/telemetry`.
@@ -310,6 +313,14 @@ impl<A: AnalyticsStore, R: RuleStore, Q: QueueSender, T: TagReader> AnalyticsHan
             query.to.as_deref(),
         )?;
         let (start, end) = (window.start_of(from), to.unix_millis());
+        // Each device's windows are items read: cap their product, not only each factor.
+        let windows = (end - start) / window.millis() + 1;
+        if windows.saturating_mul(devices.len() as i64) > MAX_FLEET_WINDOWS {
+            return Err(bad(format!(
+                "{} devices over {windows} windows of {window} read more than {MAX_FLEET_WINDOWS} aggregates: narrow the range, choose a larger window, or ask for fewer devices",
+                devices.len()
+            )));
+        }
         let devices: Vec<DeviceId> = devices.into_iter().collect();
         let mut merged = std::collections::BTreeMap::<i64, GroupPoint>::new();
         for chunk in devices.chunks(FLEET_QUERIES_AT_ONCE) {

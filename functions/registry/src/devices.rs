@@ -194,13 +194,22 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodC
                 self.publish(&event).await;
                 Ok(device)
             }
-            CreateOutcome::AlreadyExists => Err(ApiError::new(
+            CreateOutcome::AlreadyExists => {
+                // The entry written above names a generation that was never created: give it
+                // back to the device that holds the id, so deleting that device forgets it.
+                if let Some(existing) = self.registry.get_device(device_id).await? {
+                    self.twins
+                        .index_device(device_id, &existing.generation_id)
+                        .await?;
+                }
+                Err(ApiError::new(
                 ErrorCode::DeviceAlreadyExists,
                 format!(
                     "a device with id {device_id} is already registered; send If-Match to update it"
                 ),
             )
-            .into()),
+            .into())
+            }
         }
     }
 

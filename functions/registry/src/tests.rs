@@ -182,6 +182,20 @@ async fn keeps_given_keys_and_status() {
 }
 
 #[tokio::test]
+async fn a_refused_duplicate_leaves_the_id_index_with_the_existing_generation() {
+    let existing = device("dev1");
+    let generation = existing.generation_id.clone();
+    let handler = handler_with([existing]);
+    let (status, _) = call(&handler, put("dev1", r#"{"deviceId":"dev1"}"#)).await;
+    assert_eq!(status, 409);
+    let indexed = handler.twins.indexed.lock().unwrap().clone();
+    assert_eq!(
+        indexed.get(&DeviceId::parse("dev1").unwrap()),
+        Some(&generation)
+    );
+}
+
+#[tokio::test]
 async fn rejects_bad_descriptions_and_duplicates() {
     let handler = handler_with([device("dev1")]);
     let cases = [

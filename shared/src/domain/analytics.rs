@@ -166,6 +166,9 @@ pub struct DeviceState {
 /// Most recent readings a device state may keep (`HUB_ANALYTICS_RECENT_READINGS`).
 pub const MAX_RECENT_READINGS: usize = 100;
 
+/// Most bytes (as stored, roughly) the recent readings of one device state may take.
+pub const MAX_RECENT_READINGS_BYTES: usize = 16 * 1024;
+
 /// One message's numeric fields, as it was read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecentReading {
@@ -174,6 +177,13 @@ pub struct RecentReading {
     /// Field values by dotted path.
     #[serde(rename = "v")]
     pub values: BTreeMap<String, f64>,
+}
+
+impl RecentReading {
+    /// About what the reading takes in the stored item: its time, and each name with a number.
+    fn stored_bytes(&self) -> usize {
+        32 + self.values.keys().map(|k| k.len() + 24).sum::<usize>()
+    }
 }
 
 impl DeviceState {
@@ -191,7 +201,17 @@ impl DeviceState {
                 values: fields.iter().cloned().collect(),
             },
         );
-        let excess = self.recent_readings.len().saturating_sub(keep);
+        let mut excess = self.recent_readings.len().saturating_sub(keep);
+        // A device with many fields would otherwise grow its state item towards DynamoDB's
+        // 400 KB limit (and every write's cost with it): the oldest readings give way first.
+        let mut bytes: usize = self.recent_readings[excess..]
+            .iter()
+            .map(RecentReading::stored_bytes)
+            .sum();
+        while bytes > MAX_RECENT_READINGS_BYTES && excess < self.recent_readings.len() {
+            bytes -= self.recent_readings[excess].stored_bytes();
+            excess += 1;
+        }
         self.recent_readings.drain(..excess);
     }
 }
@@ -868,6 +888,39 @@ mod tests {
         );
         assert_eq!((stats.first.value, stats.last.value), (1.0, 9.0));
         assert_eq!(stats.mean(), 5.0);
+    }
+
+    #[test]
+    fn recent_readings_keep_the_latest_within_their_byte_budget() {
+        let mut state = DeviceState {
+            device_id: DeviceId::parse("d").unwrap(),
+            message_count: 0,
+            last_message_time: Timestamp::from_unix_millis(0).unwrap(),
+            last_activity_time: Timestamp::from_unix_millis(0).unwrap(),
+            last_message_id: String::new(),
+            last_values: BTreeMap::new(),
+            recent_readings: Vec::new(),
+        };
+        let at = |s: i64| Timestamp::from_unix_millis(s * 1000).unwrap();
+        for s in [3, 1, 2] {
+            state.remember(at(s), &[("t".into(), s as f64)], 2);
+        }
+        let times: Vec<_> = state.recent_readings.iter().map(|r| r.time).collect();
+        assert_eq!(times, [at(2), at(3)], "the latest two, oldest first");
+
+        let wide: Vec<(String, f64)> = (0..400).map(|i| (format!("field-{i:04}"), 1.0)).collect();
+        for s in 10..20 {
+            state.remember(at(s), &wide, 100);
+        }
+        let kept = state.recent_readings.len();
+        assert!((1..10).contains(&kept), "kept {kept} wide readings");
+        assert_eq!(state.recent_readings.last().map(|r| r.time), Some(at(19)));
+        let bytes: usize = state
+            .recent_readings
+            .iter()
+            .map(RecentReading::stored_bytes)
+            .sum();
+        assert!(bytes <= MAX_RECENT_READINGS_BYTES);
     }
 
     #[test]

@@ -23,6 +23,8 @@ locals {
     analytics-failed-batches = module.analytics_failed_batches.name
     sweep-failures           = module.sweep_failures.name
     job-work-dlq             = module.job_work_dead_letter.name
+    routing-dead-letter      = module.routing_dead_letter.name
+    routing-failed-batches   = module.routing_failed_batches.name
   }
 
   # Queues the hub fills and only someone else drains (the service through the feedback API,
@@ -40,6 +42,7 @@ locals {
     commands  = module.commands.function_name
     analytics = module.analytics.function_name
     dashboard = module.dashboard.function_name
+    router    = module.router.function_name
   }
 
   tables = {
@@ -136,6 +139,25 @@ resource "aws_cloudwatch_metric_alarm" "analytics_iterator_age" {
   namespace           = "AWS/Lambda"
   metric_name         = "IteratorAge"
   dimensions          = { FunctionName = module.analytics.function_name }
+  statistic           = "Maximum"
+  period              = 60
+  evaluation_periods  = 5
+  datapoints_to_alarm = 3
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.analytics_iterator_age_alarm_seconds * 1000
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+}
+
+resource "aws_cloudwatch_metric_alarm" "routing_iterator_age" {
+  count = var.deploy_compute && local.routing_delivers ? 1 : 0
+
+  alarm_name          = "${var.name_prefix}-routing-behind"
+  alarm_description   = "The router is more than ${var.analytics_iterator_age_alarm_seconds} s behind the telemetry stream: routed messages reach their endpoints late, and records older than the mapping's maximum age are skipped."
+  namespace           = "AWS/Lambda"
+  metric_name         = "IteratorAge"
+  dimensions          = { FunctionName = module.router.function_name }
   statistic           = "Maximum"
   period              = 60
   evaluation_periods  = 5

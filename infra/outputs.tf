@@ -159,6 +159,7 @@ output "local_emulation" {
         commands  = module.commands
         analytics = module.analytics
         dashboard = module.dashboard
+        router    = module.router
         } : name => {
         environment     = function.environment
         timeout_seconds = function.timeout_seconds
@@ -169,6 +170,12 @@ output "local_emulation" {
       stream_name          = aws_kinesis_stream.telemetry.name
       on_failure_queue_url = module.analytics_failed_batches.url
     })
+    # null when no route delivers beyond the built-in endpoint (no mapping is deployed then).
+    routing_mapping = local.routing_delivers ? merge(local.routing_mapping, {
+      function             = "router"
+      stream_name          = aws_kinesis_stream.telemetry.name
+      on_failure_queue_url = module.routing_failed_batches.url
+    }) : null
     command_requests_mapping = merge(local.command_requests_mapping, {
       function  = "commands"
       queue_url = module.command_requests.url
@@ -192,4 +199,9 @@ output "sweep_failures_queue_url" {
 output "alarm_topic_arn" {
   description = "SNS topic the hub's alarms notify."
   value       = local.alarm_topic_arn
+}
+
+output "routing_dead_letter_queue_url" {
+  description = "SQS queue of routed messages no endpoint took after its retries, each with the reason, the endpoint and the message's stream position."
+  value       = module.routing_dead_letter.url
 }

@@ -340,3 +340,116 @@ variable "api_invoke_permission_per_route" {
   type        = bool
   default     = true
 }
+
+# --- Message routing (docs/routing.md) --------------------------------------------------------
+
+variable "routing_endpoints" {
+  description = "Custom endpoints of message routing, by name (Azure's custom endpoints): type sqs, sns, kinesis or eventbridge, the queue's, topic's, stream's or event bus's ARN, and for sqs its URL. The router gets permission to send to exactly these."
+  type = map(object({
+    type = string
+    arn  = string
+    url  = optional(string)
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for name, e in var.routing_endpoints : can(regex("^[A-Za-z0-9._-]{1,64}$", name)) && name != "events"])
+    error_message = "Endpoint names are 1-64 letters, digits, '.', '_' or '-', and \"events\" is the built-in endpoint's."
+  }
+  validation {
+    condition     = alltrue([for e in var.routing_endpoints : contains(["sqs", "sns", "kinesis", "eventbridge"], e.type)])
+    error_message = "An endpoint's type is sqs, sns, kinesis or eventbridge."
+  }
+  validation {
+    condition     = alltrue([for e in var.routing_endpoints : startswith(e.arn, "arn:") && try(split(":", e.arn)[2], "") == (e.type == "eventbridge" ? "events" : e.type)])
+    error_message = "An endpoint's arn must be an ARN of its type (arn:aws:sqs:..., arn:aws:sns:..., arn:aws:kinesis:..., arn:aws:events:...)."
+  }
+  validation {
+    condition     = alltrue([for e in var.routing_endpoints : (e.type == "sqs") == (e.url != null)])
+    error_message = "sqs endpoints need their url; other types take none."
+  }
+  validation {
+    condition     = alltrue([for t in ["sqs", "sns", "kinesis", "eventbridge"] : length([for e in var.routing_endpoints : e if e.type == t]) <= 10])
+    error_message = "At most 10 endpoints of each type, as Azure."
+  }
+}
+
+variable "routes" {
+  description = "Message routes, in order (Azure's routes): a unique name, the source (DeviceMessages), a condition in Azure's routing query language (default \"true\"), one endpoint (a routing_endpoints name, or \"events\" for the built-in telemetry stream) and whether it is enabled. A condition that does not parse stops the router at cold start with its line and column; `hubctl route check` finds it before apply."
+  type = list(object({
+    name      = string
+    source    = optional(string, "DeviceMessages")
+    condition = optional(string, "true")
+    endpoint  = string
+    enabled   = optional(bool, true)
+  }))
+  default = []
+
+  validation {
+    condition     = length(var.routes) <= 100 && length(distinct([for r in var.routes : r.name])) == length(var.routes)
+    error_message = "At most 100 routes, with unique names."
+  }
+  validation {
+    condition     = alltrue([for r in var.routes : can(regex("^[A-Za-z0-9._-]{1,64}$", r.name))])
+    error_message = "Route names are 1-64 letters, digits, '.', '_' or '-'."
+  }
+  validation {
+    condition     = alltrue([for r in var.routes : r.source == "DeviceMessages"])
+    error_message = "Only DeviceMessages routes are delivered by this version (twin change, lifecycle and connection events go to the registry events queue)."
+  }
+  validation {
+    condition     = alltrue([for r in var.routes : r.endpoint == "events" || contains(keys(var.routing_endpoints), r.endpoint)])
+    error_message = "Each route's endpoint must be \"events\" or a name in routing_endpoints."
+  }
+  validation {
+    condition     = length(jsonencode(var.routes)) + length(jsonencode(var.routing_endpoints)) + length(jsonencode(var.routing_enrichments)) <= 3000
+    error_message = "The routing configuration travels in the router's environment (Lambda allows 4 KB in all): keep routes, endpoints and enrichments within 3,000 characters of JSON."
+  }
+}
+
+variable "routing_enrichments" {
+  description = "Enrichments (Azure's): key, value (a static text, $iothubname, or a twin path such as $twin.tags.site) and the custom endpoints whose messages get it as an application property."
+  type = list(object({
+    key       = string
+    value     = string
+    endpoints = list(string)
+  }))
+  default = []
+
+  validation {
+    condition     = length(var.routing_enrichments) <= 10
+    error_message = "At most 10 enrichments, as Azure."
+  }
+  validation {
+    condition     = alltrue(flatten([for e in var.routing_enrichments : [for n in e.endpoints : contains(keys(var.routing_endpoints), n)]]))
+    error_message = "Enrichments name custom endpoints (the built-in endpoint is written before routing, so it is never enriched)."
+  }
+}
+
+variable "routing_fallback" {
+  description = "Azure's fallback route: count messages no route matches as routed to the built-in endpoint (the telemetry stream holds every message either way; see docs/routing.md)."
+  type        = bool
+  default     = true
+}
+
+variable "routing_max_attempts" {
+  description = "Attempts per endpoint (with backoff) before a routed message is dead-lettered."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.routing_max_attempts >= 1 && var.routing_max_attempts <= 20
+    error_message = "routing_max_attempts must be between 1 and 20."
+  }
+}
+
+variable "routing_batch_size" {
+  description = "Records per router invocation from the telemetry stream."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.routing_batch_size >= 1 && var.routing_batch_size <= 10000
+    error_message = "routing_batch_size must be between 1 and 10000."
+  }
+}

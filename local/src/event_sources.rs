@@ -1,7 +1,7 @@
 //! What Lambda does besides HTTP, emulated with the deployed settings (`settings`): the SQS event
 //! source mappings of the `commands` function and of the registry's job work (batches, batching
 //! window, partial batch responses),
-//! the Kinesis mapping of `analytics` (`kinesis_mapping`), and the EventBridge schedule of the
+//! the Kinesis mappings of `analytics` and the router (`kinesis_mapping`), and the EventBridge schedule of the
 //! sweeps.
 
 use std::sync::Arc;
@@ -24,6 +24,8 @@ pub struct EventSourceOptions {
     pub command_requests: SqsMappingOptions,
     pub job_work: SqsMappingOptions,
     pub kinesis: KinesisMappingOptions,
+    /// The router's mapping, when routes deliver beyond the stream.
+    pub routing: Option<KinesisMappingOptions>,
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +45,11 @@ impl EventSourceOptions {
             command_requests: SqsMappingOptions::deployed(&settings.command_requests_mapping)?,
             job_work: SqsMappingOptions::deployed(&settings.job_work_mapping)?,
             kinesis: KinesisMappingOptions::deployed(&settings.telemetry_mapping)?,
+            routing: settings
+                .routing_mapping
+                .as_ref()
+                .map(KinesisMappingOptions::deployed)
+                .transpose()?,
         })
     }
 }
@@ -74,6 +81,12 @@ pub fn spawn(hub: Arc<Hub>, options: &EventSourceOptions) -> Vec<JoinHandle<()>>
             options.kinesis.clone(),
         )),
     ];
+    if let Some(routing) = &options.routing {
+        tasks.push(tokio::spawn(kinesis_mapping::run(
+            Arc::clone(&hub),
+            routing.clone(),
+        )));
+    }
     if let Some(every) = options.schedule_every {
         tasks.push(tokio::spawn(schedule(hub, every)));
     }

@@ -24,16 +24,18 @@ pub enum FunctionName {
     Commands,
     Analytics,
     Dashboard,
+    Router,
 }
 
 impl FunctionName {
-    pub const ALL: [FunctionName; 6] = [
+    pub const ALL: [FunctionName; 7] = [
         FunctionName::Authorize,
         FunctionName::Registry,
         FunctionName::Ingest,
         FunctionName::Commands,
         FunctionName::Analytics,
         FunctionName::Dashboard,
+        FunctionName::Router,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +46,7 @@ impl FunctionName {
             FunctionName::Commands => "commands",
             FunctionName::Analytics => "analytics",
             FunctionName::Dashboard => "dashboard",
+            FunctionName::Router => "router",
         }
     }
 
@@ -98,6 +101,7 @@ pub struct Hub {
     pub commands: hub_commands::Handler,
     pub analytics: hub_analytics::Handler,
     pub dashboard: hub_dashboard::Handler,
+    pub router: hub_router::Handler,
     /// Each function's environment (with overrides applied), mappings and schedule.
     pub settings: LocalSettings,
     /// Clients of the emulated event sources and the local tools: AWS's side, not a function's.
@@ -178,6 +182,9 @@ impl Hub {
             hub_analytics::AnalyticsConfig::from_env(&env_of(FunctionName::Analytics)?)
                 .map_err(config_error(FunctionName::Analytics))?;
 
+        let router_config = hub_router::RouterConfig::from_env(&env_of(FunctionName::Router)?)
+            .map_err(config_error(FunctionName::Router))?;
+
         let clients = Clients::from_sdk(&sdk);
         let tools_dynamodb = clients.dynamodb.clone();
         let mut timeouts = BTreeMap::new();
@@ -200,6 +207,7 @@ impl Hub {
                 &clients_for(FunctionName::Analytics),
             ),
             dashboard: hub_dashboard::build(),
+            router: hub_router::build(&router_config, &clients_for(FunctionName::Router)),
             devices: DynamoDbDeviceRegistry::new(
                 tools_dynamodb.clone(),
                 &authorize_config.registry_table,
@@ -244,6 +252,7 @@ impl Hub {
                 FunctionName::Commands => hub.commands.invoke(event).await,
                 FunctionName::Analytics => hub.analytics.invoke(event).await,
                 FunctionName::Dashboard => hub.dashboard.invoke(event).await,
+                FunctionName::Router => hub.router.invoke(event).await,
             }
         });
         match tokio::time::timeout(timeout, task).await {
@@ -356,18 +365,24 @@ fn function_clients(
     let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(sdk);
     let mut kinesis = aws_sdk_kinesis::config::Builder::from(sdk);
     let mut sqs = aws_sdk_sqs::config::Builder::from(sdk);
+    let mut sns = aws_sdk_sns::config::Builder::from(sdk);
+    let mut eventbridge = aws_sdk_eventbridge::config::Builder::from(sdk);
     if let Some(counter) = counter {
         dynamodb = dynamodb.interceptor(counter.clone());
     }
     if let Some(recorder) = recorder {
         dynamodb = dynamodb.interceptor(recorder.clone());
         kinesis = kinesis.interceptor(recorder.clone());
-        sqs = sqs.interceptor(recorder);
+        sqs = sqs.interceptor(recorder.clone());
+        sns = sns.interceptor(recorder.clone());
+        eventbridge = eventbridge.interceptor(recorder);
     }
     Clients {
         dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
         kinesis: aws_sdk_kinesis::Client::from_conf(kinesis.build()),
         sqs: aws_sdk_sqs::Client::from_conf(sqs.build()),
+        sns: aws_sdk_sns::Client::from_conf(sns.build()),
+        eventbridge: aws_sdk_eventbridge::Client::from_conf(eventbridge.build()),
     }
 }
 

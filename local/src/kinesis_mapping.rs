@@ -1,4 +1,4 @@
-//! The Kinesis event source mapping of the `analytics` function, emulated with the deployed
+//! A Kinesis event source mapping (the `analytics` function's, the router's), emulated with the deployed
 //! settings: each shard is read in order (from the starting position the first time, then after
 //! this gateway's own checkpoint), records are gathered into batches (batch size, batching
 //! window), and the function's partial-failure response is honoured as Lambda does: the batch is
@@ -316,15 +316,14 @@ impl ShardReader {
                 continue;
             }
             let event = self.event(&pending);
-            let outcome = self
-                .hub
-                .invoke_analytics(event)
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|response| {
-                    serde_json::from_value::<KinesisEventResponse>(response)
-                        .map_err(|e| format!("malformed batch response: {e}"))
-                });
+            let invoked = match self.options.function {
+                FunctionName::Analytics => self.hub.invoke_analytics(event).await,
+                other => self.hub.invoke(other, event).await,
+            };
+            let outcome = invoked.map_err(|e| e.to_string()).and_then(|response| {
+                serde_json::from_value::<KinesisEventResponse>(response)
+                    .map_err(|e| format!("malformed batch response: {e}"))
+            });
             match outcome {
                 Ok(response) if response.batch_item_failures.is_empty() => return,
                 Ok(response) => {
@@ -345,7 +344,8 @@ impl ShardReader {
                         shard = self.shard_id,
                         error,
                         records = pending.len(),
-                        "the analytics function failed"
+                        function = self.options.function.as_str(),
+                        "the function failed on a Kinesis batch"
                     );
                     if self.options.bisect_on_error
                         && pending.len() > 1

@@ -263,6 +263,14 @@ async fn serve(hub: Arc<Hub>, args: ServeArgs) -> Result<(), CliError> {
             .unwrap_or(&args.tls_dir)
             .join("kinesis-mapping.json"),
     );
+    if let Some(routing) = &mut event_sources.routing {
+        routing.checkpoint_file = Some(
+            args.tls_dir
+                .parent()
+                .unwrap_or(&args.tls_dir)
+                .join("routing-mapping.json"),
+        );
+    }
     let options = GatewayOptions {
         http: (!args.no_http).then_some(args.http),
         https: (!args.no_https).then_some(args.https),

@@ -36,6 +36,9 @@ pub enum SettingsError {
 pub struct LocalSettings {
     pub functions: BTreeMap<String, FunctionSettings>,
     pub telemetry_mapping: KinesisMappingSettings,
+    /// The router's mapping on the same stream; absent when no route delivers anywhere.
+    #[serde(default)]
+    pub routing_mapping: Option<KinesisMappingSettings>,
     pub command_requests_mapping: SqsMappingSettings,
     pub job_work_mapping: SqsMappingSettings,
     pub schedule: ScheduleSettings,
@@ -47,7 +50,7 @@ pub struct FunctionSettings {
     pub timeout_seconds: u64,
 }
 
-/// The analytics function's Kinesis event source mapping, in Terraform's terms.
+/// A Kinesis event source mapping (analytics', the router's), in Terraform's terms.
 #[derive(Debug, Clone, Deserialize)]
 pub struct KinesisMappingSettings {
     pub function: String,

@@ -62,6 +62,16 @@ pub mod vars {
     /// How recently an HTTP device must have been active to count as connected
     /// (`connectionState`, `connectedDeviceCount`).
     pub const CONNECTED_WINDOW_SECONDS: &str = "HUB_CONNECTED_WINDOW_SECONDS";
+
+    // Message routing (router)
+    /// The routing configuration as JSON (routes, endpoints, enrichments, fallback).
+    pub const ROUTING: &str = "HUB_ROUTING";
+    /// Where routed messages go that no endpoint took after its retries, with the reason.
+    pub const ROUTING_DLQ_URL: &str = "HUB_ROUTING_DLQ_URL";
+    /// Attempts per endpoint before a message is dead-lettered.
+    pub const ROUTING_MAX_ATTEMPTS: &str = "HUB_ROUTING_MAX_ATTEMPTS";
+    /// `emf`: per-route and per-endpoint counts as CloudWatch embedded metrics on stdout.
+    pub const ROUTING_METRICS: &str = "HUB_ROUTING_METRICS";
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -14,6 +14,7 @@ pub mod error;
 pub mod ports;
 pub mod query;
 pub mod routes;
+pub mod routing;
 
 #[cfg(feature = "aws")]
 pub mod aws;

@@ -22,6 +22,7 @@ macro_rules! conditional_write {
 pub mod analytics;
 mod batch_get;
 pub mod commands;
+pub mod endpoints;
 pub mod jobs;
 pub mod kinesis;
 pub mod methods;
@@ -32,6 +33,7 @@ pub mod twins;
 
 pub use analytics::{AnalyticsTables, DynamoDbAnalyticsStore, DynamoDbRuleStore};
 pub use commands::{CommandTables, DynamoDbCommandStore};
+pub use endpoints::AwsEndpoint;
 pub use jobs::DynamoDbJobStore;
 pub use kinesis::KinesisRecordSink;
 pub use methods::DynamoDbMethodCalls;
@@ -55,6 +57,9 @@ pub struct Clients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub kinesis: aws_sdk_kinesis::Client,
     pub sqs: aws_sdk_sqs::Client,
+    /// Routing endpoints only (SNS topics, EventBridge buses).
+    pub sns: aws_sdk_sns::Client,
+    pub eventbridge: aws_sdk_eventbridge::Client,
 }
 
 impl Clients {
@@ -63,6 +68,8 @@ impl Clients {
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             kinesis: aws_sdk_kinesis::Client::new(sdk),
             sqs: aws_sdk_sqs::Client::new(sdk),
+            sns: aws_sdk_sns::Client::new(sdk),
+            eventbridge: aws_sdk_eventbridge::Client::new(sdk),
         }
     }
 

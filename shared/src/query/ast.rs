@@ -110,8 +110,9 @@ impl Function {
             "IS_OBJECT" => (Function::IsObject, 1, 1),
             "IS_ARRAY" => (Function::IsArray, 1, 1),
             "IS_PRIMITIVE" => (Function::IsPrimitive, 1, 1),
-            "STARTSWITH" => (Function::StartsWith, 2, 2),
-            "ENDSWITH" => (Function::EndsWith, 2, 2),
+            // Twin queries spell them STARTSWITH/ENDSWITH, routing queries STARTS_WITH/ENDS_WITH.
+            "STARTSWITH" | "STARTS_WITH" => (Function::StartsWith, 2, 2),
+            "ENDSWITH" | "ENDS_WITH" => (Function::EndsWith, 2, 2),
             "CONTAINS" => (Function::Contains, 2, 2),
             "LOWER" => (Function::Lower, 1, 1),
             "UPPER" => (Function::Upper, 1, 1),

@@ -52,6 +52,15 @@ pub fn tokens(text: &str) -> Result<Vec<Spanned>, QueryError> {
             let start = i;
             while i < chars.len() && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | '$')) {
                 i += 1;
+                // Routing's system properties are spelled with hyphens (`$iothub-enqueuedtime`,
+                // `$dt-dataschema`); only a `$` name takes them, and only before a letter, so
+                // `$version-1` is still a subtraction.
+                if c == '$'
+                    && chars.get(i) == Some(&'-')
+                    && chars.get(i + 1).is_some_and(|n| n.is_alphabetic())
+                {
+                    i += 1;
+                }
             }
             out.push(Spanned {
                 token: Token::Name(chars[start..i].iter().collect()),

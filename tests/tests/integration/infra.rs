@@ -19,7 +19,7 @@ fn terraform(args: &[&str], state: &Path) -> std::process::Output {
 /// An empty but valid zip archive: the plan only hashes the function packages.
 fn write_placeholder_zips(dir: &Path) {
     let route_functions = hub_shared::routes::Function::ALL.map(|f| f.name());
-    for function in std::iter::once("authorize").chain(route_functions) {
+    for function in ["authorize", "router"].into_iter().chain(route_functions) {
         let folder = dir.join(function);
         std::fs::create_dir_all(&folder).unwrap();
         let mut empty_zip = b"PK\x05\x06".to_vec();
@@ -53,6 +53,26 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
         String::from_utf8_lossy(&validate.stderr)
     );
 
+    // Routes to one endpoint of each type, so the router's mapping and grants are planned.
+    let routing_vars = work.join("routing.tfvars.json");
+    std::fs::write(
+        &routing_vars,
+        serde_json::json!({
+            "routing_endpoints": {
+                "critical": { "type": "sqs", "arn": "arn:aws:sqs:us-east-1:000000000000:critical", "url": "http://sqs.local/000000000000/critical" },
+                "alerts": { "type": "sns", "arn": "arn:aws:sns:us-east-1:000000000000:alerts" },
+                "copy": { "type": "kinesis", "arn": "arn:aws:kinesis:us-east-1:000000000000:stream/copy" },
+                "bus": { "type": "eventbridge", "arn": "arn:aws:events:us-east-1:000000000000:event-bus/hub" }
+            },
+            "routes": [
+                { "name": "critical", "condition": "level = 'critical'", "endpoint": "critical" },
+                { "name": "everything", "endpoint": "bus" }
+            ],
+            "routing_enrichments": [{ "key": "site", "value": "$twin.tags.site", "endpoints": ["critical"] }]
+        })
+        .to_string(),
+    )
+    .unwrap();
     let plan_file = work.join("plan.bin");
     let plan = terraform(
         &[
@@ -63,6 +83,8 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
             "deploy_compute=true",
             "-var",
             &format!("lambda_artifacts_dir={}", artifacts.display()),
+            "-var-file",
+            &routing_vars.display().to_string(),
             &format!("-out={}", plan_file.display()),
         ],
         &state,
@@ -84,7 +106,8 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
     let plan: Value = serde_json::from_slice(&shown.stdout).unwrap();
 
     let functions = resources(&plan, "aws_lambda_function");
-    assert_eq!(functions.len(), 1 + hub_shared::routes::Function::ALL.len());
+    // The HTTP functions, the authorizer, and the router.
+    assert_eq!(functions.len(), 2 + hub_shared::routes::Function::ALL.len());
     for function in &functions {
         assert_eq!(function["runtime"], "provided.al2023");
         assert_eq!(function["logging_config"][0]["log_format"], "JSON");
@@ -143,8 +166,8 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
     let mappings = resources(&plan, "aws_lambda_event_source_mapping");
     assert_eq!(
         mappings.len(),
-        3,
-        "command requests and job work (SQS), telemetry (Kinesis)"
+        4,
+        "command requests and job work (SQS), telemetry to analytics and to the router (Kinesis)"
     );
     for mapping in &mappings {
         assert_eq!(
@@ -152,30 +175,33 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
             serde_json::json!(["ReportBatchItemFailures"])
         );
     }
-    let kinesis = mappings
+    let kinesis_mappings: Vec<&&Value> = mappings
         .iter()
-        .find(|m| m["starting_position"] == "TRIM_HORIZON")
-        .expect("the Kinesis mapping");
-    assert_eq!(kinesis["bisect_batch_on_function_error"], true);
-    assert!(
-        kinesis["maximum_retry_attempts"]
-            .as_i64()
-            .is_some_and(|n| n > 0)
-    );
-    assert!(kinesis["maximum_record_age_in_seconds"].as_i64().is_some());
-    assert!(
-        kinesis["batch_size"].as_i64().is_some()
-            && kinesis["maximum_batching_window_in_seconds"]
+        .filter(|m| m["starting_position"] == "TRIM_HORIZON")
+        .collect();
+    assert_eq!(kinesis_mappings.len(), 2);
+    for kinesis in kinesis_mappings {
+        assert_eq!(kinesis["bisect_batch_on_function_error"], true);
+        assert!(
+            kinesis["maximum_retry_attempts"]
                 .as_i64()
-                .is_some()
-    );
-    assert_eq!(
-        kinesis["destination_config"][0]["on_failure"]
-            .as_array()
-            .map(Vec::len),
-        Some(1),
-        "an on-failure destination"
-    );
+                .is_some_and(|n| n > 0)
+        );
+        assert!(kinesis["maximum_record_age_in_seconds"].as_i64().is_some());
+        assert!(
+            kinesis["batch_size"].as_i64().is_some()
+                && kinesis["maximum_batching_window_in_seconds"]
+                    .as_i64()
+                    .is_some()
+        );
+        assert_eq!(
+            kinesis["destination_config"][0]["on_failure"]
+                .as_array()
+                .map(Vec::len),
+            Some(1),
+            "an on-failure destination"
+        );
+    }
     assert_eq!(
         resources(&plan, "aws_cloudwatch_event_rule")[0]["schedule_expression"],
         "rate(1 minute)"
@@ -212,7 +238,7 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
         );
     }
     let queues = resources(&plan, "aws_sqs_queue");
-    assert_eq!(queues.len(), 11);
+    assert_eq!(queues.len(), 13);
     let tables: BTreeSet<String> = resources(&plan, "aws_dynamodb_table")
         .iter()
         .filter_map(|t| t["name"].as_str())
@@ -279,6 +305,9 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
         "iothub-method-calls-throttled",
         "iothub-jobs-throttled",
         "iothub-job-work-dlq-has-messages",
+        "iothub-routing-dead-letter-has-messages",
+        "iothub-routing-failed-batches-has-messages",
+        "iothub-routing-behind",
     ] {
         assert!(
             names.contains(expected),
@@ -292,13 +321,16 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
         "commands",
         "analytics",
         "dashboard",
+        "router",
     ] {
         for kind in ["errors", "throttles"] {
             let name = format!("iothub-{function}-{kind}");
             assert!(names.contains(&name), "alarm {name} missing");
         }
     }
-    assert_eq!(alarms.len(), 6 + 3 + 12 + 1 + 1 + 10);
+    // Dead-letter queues, undrained queues, errors and throttles of 7 functions, the two
+    // mappings' iterator age, the API's 5xx, the tables' throttles.
+    assert_eq!(alarms.len(), 8 + 3 + 14 + 2 + 1 + 10);
     let topics = resources(&plan, "aws_sns_topic");
     assert_eq!(topics.len(), 1, "an alarm topic when none is given");
 

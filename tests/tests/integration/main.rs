@@ -18,6 +18,7 @@ mod permissions;
 mod policies;
 mod queries;
 mod registry;
+mod routing;
 mod simulator;
 mod telemetry;
 mod twins;

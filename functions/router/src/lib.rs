@@ -1,0 +1,315 @@
+//! The `router` function: Azure IoT Hub's message routing on the telemetry stream. Each record's
+//! envelope is matched against the routes (`hub_shared::routing`), enriched per endpoint, and
+//! delivered to each chosen endpoint once; an endpoint that still fails after its retries gets
+//! its messages dead-lettered with the reason, without holding back the other endpoints or the
+//! shard. Only when even the dead-letter queue cannot take them does the batch report those
+//! records as failed, so Kinesis delivers them again (at least once: endpoints may see a message
+//! twice, always with the same `hubMessageId`).
+
+pub mod delivery;
+pub mod metrics;
+
+use std::collections::{BTreeSet, HashMap};
+
+use aws_lambda_events::kinesis::{KinesisEvent, KinesisEventRecord};
+use aws_lambda_events::streams::{KinesisBatchItemFailure, KinesisEventResponse};
+use hub_shared::aws::{AwsEndpoint, Clients, DynamoDbTwinStore, SqsQueue};
+use hub_shared::config::{ConfigError, Env, vars};
+use hub_shared::domain::envelope::{ENVELOPE_VERSION, TelemetryEnvelope};
+use hub_shared::error::Chain;
+use hub_shared::lambda::{Function, InvocationError};
+use hub_shared::ports::{Delivery, Endpoint, QueueSender, TwinStore};
+use hub_shared::publish::RetryPolicy;
+use hub_shared::routing::{MessageView, RouteTable, twin_document};
+use hub_shared::{DeviceId, domain::envelope::Properties};
+use serde_json::{Value, json};
+
+use crate::delivery::deliver_all;
+use crate::metrics::Report;
+
+/// Largest envelope a dead letter carries whole (SQS takes 256 KiB); a larger one is named by
+/// its stream position instead.
+const DEAD_LETTER_ENVELOPE_BYTES: usize = 200 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    pub table: RouteTable,
+    pub twins_table: String,
+    pub dead_letter_queue_url: String,
+    pub max_attempts: u32,
+    /// Per-route and per-endpoint counts as CloudWatch embedded metric format on stdout.
+    pub metrics: bool,
+}
+
+impl RouterConfig {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
+        let text: String = env.parse_or(vars::ROUTING, "{}".to_owned())?;
+        let table = RouteTable::from_json(&text).map_err(|e| ConfigError::Invalid {
+            name: vars::ROUTING,
+            value: text.chars().take(200).collect(),
+            reason: e.to_string(),
+        })?;
+        let max_attempts: u32 = env.parse_or(vars::ROUTING_MAX_ATTEMPTS, 4)?;
+        if !(1..=20).contains(&max_attempts) {
+            return Err(ConfigError::Invalid {
+                name: vars::ROUTING_MAX_ATTEMPTS,
+                value: max_attempts.to_string(),
+                reason: "give 1 to 20 attempts".into(),
+            });
+        }
+        let metrics: String = env.parse_or(vars::ROUTING_METRICS, "off".to_owned())?;
+        Ok(Self {
+            table,
+            twins_table: env.required(vars::TWINS_TABLE)?,
+            dead_letter_queue_url: env.required(vars::ROUTING_DLQ_URL)?,
+            max_attempts,
+            metrics: metrics == "emf",
+        })
+    }
+}
+
+/// The function as deployed.
+pub type Handler = RouterHandler<AwsEndpoint, DynamoDbTwinStore, SqsQueue>;
+
+/// Builds the function from its configuration, as its `main` does at cold start and the local
+/// gateway does for its in-process functions.
+pub fn build(config: &RouterConfig, clients: &Clients) -> Handler {
+    let table = config.table.clone();
+    let endpoints = (0..table.endpoint_names().len())
+        .filter_map(|i| table.endpoint(i))
+        .map(|(_, spec)| AwsEndpoint::new(spec, clients, table.hub_name()))
+        .collect();
+    RouterHandler {
+        endpoints,
+        twins: DynamoDbTwinStore::new(clients.dynamodb.clone(), &config.twins_table),
+        dead_letters: SqsQueue::new(clients.sqs.clone(), &config.dead_letter_queue_url),
+        retry: RetryPolicy {
+            max_attempts: config.max_attempts,
+            ..RetryPolicy::default()
+        },
+        metrics: config.metrics,
+        table,
+    }
+}
+
+/// `E` delivers to one custom endpoint (by the table's endpoint positions), `T` reads twins
+/// for routes and enrichments that use them, `D` takes dead letters.
+pub struct RouterHandler<E, T, D> {
+    pub table: RouteTable,
+    pub endpoints: Vec<E>,
+    pub twins: T,
+    pub dead_letters: D,
+    pub retry: RetryPolicy,
+    pub metrics: bool,
+}
+
+/// A record's envelope, or why it has none.
+fn decode(record: &KinesisEventRecord) -> Result<TelemetryEnvelope, String> {
+    let envelope = TelemetryEnvelope::from_json(&record.kinesis.data.0)
+        .map_err(|e| format!("not a telemetry envelope: {e}"))?;
+    if envelope.v != ENVELOPE_VERSION {
+        return Err(format!(
+            "envelope version {} is not supported (expected {ENVELOPE_VERSION})",
+            envelope.v
+        ));
+    }
+    Ok(envelope)
+}
+
+/// The envelope as an endpoint receives it: the stream's envelope with the endpoint's
+/// enrichments in its application properties.
+fn routed_body(envelope: &TelemetryEnvelope, properties: Properties) -> String {
+    let mut value = serde_json::to_value(envelope).unwrap_or(Value::Null);
+    if let Some(slot) = value.get_mut("properties") {
+        *slot = json!(properties);
+    }
+    value.to_string()
+}
+
+impl<E: Endpoint, T: TwinStore, D: QueueSender> RouterHandler<E, T, D> {
+    /// Routes one batch; the response names the records Kinesis must deliver again.
+    pub async fn handle_kinesis(&self, event: &KinesisEvent) -> (KinesisEventResponse, Report) {
+        let records = &event.records;
+        let mut report = Report::default();
+        let mut dead: Vec<(usize, String)> = Vec::new();
+        let decoded: Vec<Option<TelemetryEnvelope>> = records
+            .iter()
+            .enumerate()
+            .map(|(i, record)| match decode(record) {
+                Ok(envelope) => Some(envelope),
+                Err(reason) => {
+                    dead.push((i, dead_letter(record, None, None, &reason)));
+                    None
+                }
+            })
+            .collect();
+
+        let twins = match self.twins_of(&decoded).await {
+            Ok(twins) => twins,
+            Err(error) => {
+                tracing::error!(error = %Chain(&error), "cannot read the twins routes need; the batch is retried");
+                return (failed(records, 0..records.len()), report);
+            }
+        };
+
+        let mut routed: Vec<Vec<(usize, Delivery)>> = vec![Vec::new(); self.endpoints.len()];
+        for (i, envelope) in decoded.iter().enumerate() {
+            let Some(envelope) = envelope else { continue };
+            let twin = twins.get(&envelope.device_id);
+            let view = MessageView::new(envelope, twin, self.table.reads_body());
+            let decision = self.table.decide(&view);
+            report.decided(&self.table, &decision);
+            for &endpoint in &decision.endpoints {
+                let properties = self.table.enriched(envelope, twin, endpoint);
+                if let Some(list) = routed.get_mut(endpoint) {
+                    list.push((
+                        i,
+                        Delivery {
+                            id: envelope.hub_message_id.clone(),
+                            device_id: envelope.device_id.as_str().to_owned(),
+                            body: routed_body(envelope, properties),
+                        },
+                    ));
+                }
+            }
+        }
+
+        let deliveries = self
+            .endpoints
+            .iter()
+            .zip(&routed)
+            .filter(|(_, items)| !items.is_empty())
+            .map(|(endpoint, items)| deliver_all(endpoint, items, &self.retry));
+        let outcomes = futures::future::join_all(deliveries).await;
+        let busy = routed
+            .iter()
+            .enumerate()
+            .filter(|(_, items)| !items.is_empty());
+        for ((endpoint, items), outcome) in busy.zip(outcomes) {
+            let name = self
+                .table
+                .endpoint(endpoint)
+                .map_or("?", |(name, _)| name)
+                .to_owned();
+            report.delivered(&name, items.len() - outcome.len());
+            report.failed(&name, outcome.len());
+            for (position, reason) in outcome {
+                let Some((record, _)) = items.get(position) else {
+                    continue;
+                };
+                let Some(kinesis) = records.get(*record) else {
+                    continue;
+                };
+                dead.push((
+                    *record,
+                    dead_letter(kinesis, decoded[*record].as_ref(), Some(&name), &reason),
+                ));
+            }
+        }
+
+        let mut unsafe_records = BTreeSet::new();
+        if !dead.is_empty() {
+            let bodies: Vec<String> = dead.iter().map(|(_, body)| body.clone()).collect();
+            match self.send_dead_letters(&bodies).await {
+                Ok(()) => report.dead_lettered(&dead),
+                Err(error) => {
+                    tracing::error!(error = %Chain(&error), records = dead.len(), "dead letters could not be sent; their records are retried");
+                    unsafe_records.extend(dead.iter().map(|(record, _)| *record));
+                }
+            }
+        }
+        if self.metrics {
+            for line in report.emf(time::OffsetDateTime::now_utc()) {
+                println!("{line}");
+            }
+        }
+        (failed(records, unsafe_records), report)
+    }
+
+    async fn twins_of(
+        &self,
+        decoded: &[Option<TelemetryEnvelope>],
+    ) -> Result<HashMap<DeviceId, Value>, hub_shared::ports::StoreError> {
+        if !self.table.reads_twin() {
+            return Ok(HashMap::new());
+        }
+        let devices: BTreeSet<(DeviceId, String)> = decoded
+            .iter()
+            .flatten()
+            .map(|e| (e.device_id.clone(), e.device_generation_id.clone()))
+            .collect();
+        let devices: Vec<_> = devices.into_iter().collect();
+        let twins = self.twins.twins_of(&devices).await?;
+        Ok(twins
+            .into_iter()
+            .map(|(id, twin)| (id, twin_document(&twin)))
+            .collect())
+    }
+
+    async fn send_dead_letters(
+        &self,
+        bodies: &[String],
+    ) -> Result<(), hub_shared::ports::StoreError> {
+        let mut attempt = 0;
+        loop {
+            match self.dead_letters.send_all(bodies).await {
+                Ok(()) => return Ok(()),
+                Err(error) if attempt + 1 >= self.retry.max_attempts => return Err(error),
+                Err(_) => {
+                    attempt += 1;
+                    tokio::time::sleep(self.retry.delay(attempt)).await;
+                }
+            }
+        }
+    }
+}
+
+/// What a dead letter says: why, which endpoint, which message and where it is in the stream.
+fn dead_letter(
+    record: &KinesisEventRecord,
+    envelope: Option<&TelemetryEnvelope>,
+    endpoint: Option<&str>,
+    reason: &str,
+) -> String {
+    let whole = envelope
+        .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
+        .filter(|v| v.to_string().len() <= DEAD_LETTER_ENVELOPE_BYTES);
+    json!({
+        "reason": reason,
+        "endpoint": endpoint,
+        "hubMessageId": envelope.map(|e| e.hub_message_id.as_str()),
+        "deviceId": envelope.map(|e| e.device_id.as_str()).unwrap_or(&record.kinesis.partition_key),
+        "sequenceNumber": record.kinesis.sequence_number,
+        "eventSourceArn": record.event_source_arn,
+        "envelope": whole,
+    })
+    .to_string()
+}
+
+fn failed(
+    records: &[KinesisEventRecord],
+    which: impl IntoIterator<Item = usize>,
+) -> KinesisEventResponse {
+    let mut response = KinesisEventResponse::default();
+    response.batch_item_failures = which
+        .into_iter()
+        .filter_map(|i| records.get(i))
+        .map(|r| {
+            let mut failure = KinesisBatchItemFailure::default();
+            failure.item_identifier = Some(r.kinesis.sequence_number.clone());
+            failure
+        })
+        .collect();
+    response
+}
+
+impl<E: Endpoint, T: TwinStore, D: QueueSender> Function for RouterHandler<E, T, D> {
+    async fn invoke(&self, event: Value) -> Result<Value, InvocationError> {
+        let batch: KinesisEvent = hub_shared::lambda::event(event)?;
+        let (response, _) = self.handle_kinesis(&batch).await;
+        hub_shared::lambda::response(&response)
+    }
+}
+
+#[cfg(test)]
+mod tests;

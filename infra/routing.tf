@@ -1,0 +1,116 @@
+# --- Message routing (docs/routing.md) ---------------------------------------------------------
+# The router reads the telemetry stream with its own event source mapping (beside analytics'),
+# matches each message against the routes, and delivers it to each chosen custom endpoint once.
+# What no endpoint takes after its retries goes to the routing dead-letter queue with the reason.
+
+locals {
+  routing = {
+    hubName     = local.hub_host_name
+    endpoints   = var.routing_endpoints
+    routes      = var.routes
+    enrichments = var.routing_enrichments
+    fallback    = var.routing_fallback
+  }
+  # The mapping (and its cost) exists only when a route delivers somewhere beyond the stream.
+  routing_delivers = length([for r in var.routes : r if r.enabled && r.endpoint != "events"]) > 0
+
+  routing_arns = {
+    for type in ["sqs", "sns", "kinesis", "eventbridge"] :
+    type => sort([for e in var.routing_endpoints : e.arn if e.type == type])
+  }
+  routing_mapping = {
+    batch_size                         = var.routing_batch_size
+    maximum_batching_window_in_seconds = 1
+    maximum_retry_attempts             = var.analytics_max_retry_attempts
+    maximum_record_age_in_seconds      = var.analytics_max_record_age_seconds
+    bisect_batch_on_function_error     = true
+    starting_position                  = "TRIM_HORIZON"
+    parallelization_factor             = 1
+  }
+}
+
+module "routing_dead_letter" {
+  source            = "./modules/queue"
+  name              = "${var.name_prefix}-routing-dead-letter"
+  retention_seconds = 1209600
+}
+
+module "routing_failed_batches" {
+  source            = "./modules/queue"
+  name              = "${var.name_prefix}-routing-failed-batches"
+  retention_seconds = 1209600
+}
+
+module "router" {
+  source = "./modules/lambda_function"
+
+  name               = "${var.name_prefix}-router"
+  zip_path           = "${var.lambda_artifacts_dir}/router/bootstrap.zip"
+  create_function    = var.deploy_compute
+  architecture       = var.lambda_architecture
+  memory_mb          = var.lambda_memory_mb
+  timeout_seconds    = var.analytics_timeout_seconds
+  log_retention_days = var.log_retention_days
+  tracing_mode       = var.lambda_tracing_mode
+  environment = merge(local.common_environment, {
+    HUB_ROUTING              = jsonencode(local.routing)
+    HUB_TWINS_TABLE          = aws_dynamodb_table.twins.name
+    HUB_ROUTING_DLQ_URL      = module.routing_dead_letter.url
+    HUB_ROUTING_MAX_ATTEMPTS = tostring(var.routing_max_attempts)
+    HUB_ROUTING_METRICS      = "emf"
+  })
+  policy_statements = merge(
+    {
+      # $twin conditions and twin enrichments.
+      Twins = {
+        actions   = ["dynamodb:BatchGetItem"]
+        resources = [aws_dynamodb_table.twins.arn]
+      }
+      DeadLetters = {
+        actions   = local.sqs_send_batch_actions
+        resources = [module.routing_dead_letter.arn]
+      }
+      PlatformReadTelemetry = {
+        actions   = ["kinesis:DescribeStream", "kinesis:DescribeStreamSummary", "kinesis:GetRecords", "kinesis:GetShardIterator", "kinesis:ListShards"]
+        resources = [aws_kinesis_stream.telemetry.arn]
+      }
+      PlatformOnFailure = {
+        actions   = ["sqs:SendMessage"]
+        resources = [module.routing_failed_batches.arn]
+      }
+    },
+    length(local.routing_arns.sqs) == 0 ? {} : {
+      RouteToQueues = { actions = local.sqs_send_batch_actions, resources = local.routing_arns.sqs }
+    },
+    length(local.routing_arns.sns) == 0 ? {} : {
+      RouteToTopics = { actions = ["sns:Publish"], resources = local.routing_arns.sns }
+    },
+    length(local.routing_arns.kinesis) == 0 ? {} : {
+      RouteToStreams = { actions = ["kinesis:PutRecords"], resources = local.routing_arns.kinesis }
+    },
+    length(local.routing_arns.eventbridge) == 0 ? {} : {
+      RouteToEventBuses = { actions = ["events:PutEvents"], resources = local.routing_arns.eventbridge }
+    },
+  )
+}
+
+resource "aws_lambda_event_source_mapping" "routing" {
+  count = var.deploy_compute && local.routing_delivers ? 1 : 0
+
+  event_source_arn                   = aws_kinesis_stream.telemetry.arn
+  function_name                      = module.router.function_arn
+  starting_position                  = local.routing_mapping.starting_position
+  batch_size                         = local.routing_mapping.batch_size
+  maximum_batching_window_in_seconds = local.routing_mapping.maximum_batching_window_in_seconds
+  parallelization_factor             = local.routing_mapping.parallelization_factor
+  bisect_batch_on_function_error     = local.routing_mapping.bisect_batch_on_function_error
+  maximum_retry_attempts             = local.routing_mapping.maximum_retry_attempts
+  maximum_record_age_in_seconds      = local.routing_mapping.maximum_record_age_in_seconds
+  function_response_types            = ["ReportBatchItemFailures"]
+
+  destination_config {
+    on_failure {
+      destination_arn = module.routing_failed_batches.arn
+    }
+  }
+}

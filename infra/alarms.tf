@@ -25,6 +25,7 @@ locals {
     job-work-dlq             = module.job_work_dead_letter.name
     routing-dead-letter      = module.routing_dead_letter.name
     routing-failed-batches   = module.routing_failed_batches.name
+    archive-failed-batches   = module.archive_failed_batches.name
   }
 
   # Queues the hub fills and only someone else drains (the service through the feedback API,
@@ -35,7 +36,7 @@ locals {
     registry-events = module.registry_events.name
   }
 
-  functions = {
+  functions = merge({
     authorize = module.authorize.function_name
     registry  = module.registry.function_name
     ingest    = module.ingest.function_name
@@ -43,7 +44,7 @@ locals {
     analytics = module.analytics.function_name
     dashboard = module.dashboard.function_name
     router    = module.router.function_name
-  }
+  }, var.archive.enabled ? { archiver = module.archiver.function_name } : {})
 
   tables = {
     registry        = aws_dynamodb_table.registry.name

@@ -160,6 +160,7 @@ output "local_emulation" {
         analytics = module.analytics
         dashboard = module.dashboard
         router    = module.router
+        archiver  = module.archiver
         } : name => {
         environment     = function.environment
         timeout_seconds = function.timeout_seconds
@@ -175,6 +176,11 @@ output "local_emulation" {
       function             = "router"
       stream_name          = aws_kinesis_stream.telemetry.name
       on_failure_queue_url = module.routing_failed_batches.url
+    }) : null
+    archive_mapping = local.archive_fills ? merge(local.archive_mapping, {
+      function             = "archiver"
+      stream_name          = aws_kinesis_stream.telemetry.name
+      on_failure_queue_url = module.archive_failed_batches.url
     }) : null
     command_requests_mapping = merge(local.command_requests_mapping, {
       function  = "commands"
@@ -204,4 +210,9 @@ output "alarm_topic_arn" {
 output "routing_dead_letter_queue_url" {
   description = "SQS queue of routed messages no endpoint took after its retries, each with the reason, the endpoint and the message's stream position."
   value       = module.routing_dead_letter.url
+}
+
+output "archive_bucket" {
+  description = "S3 bucket of the archive (null when archive.enabled is false)."
+  value       = try(aws_s3_bucket.archive[0].bucket, null)
 }

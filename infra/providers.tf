@@ -13,6 +13,8 @@ provider "aws" {
   secret_key                  = local.emulated ? "test" : null
   skip_credentials_validation = local.emulated
   skip_metadata_api_check     = local.emulated
+  # Emulators serve buckets under their own host, not <bucket>.s3.amazonaws.com.
+  s3_use_path_style = local.emulated
 
   dynamic "endpoints" {
     for_each = local.emulated ? [var.aws_endpoint_url] : []
@@ -22,9 +24,11 @@ provider "aws" {
       cloudwatchlogs = endpoints.value
       dynamodb       = endpoints.value
       events         = endpoints.value
+      glue           = endpoints.value
       iam            = endpoints.value
       kinesis        = endpoints.value
       lambda         = endpoints.value
+      s3             = endpoints.value
       sns            = endpoints.value
       sqs            = endpoints.value
       sts            = endpoints.value

@@ -5,14 +5,24 @@
 
 locals {
   routing = {
-    hubName     = local.hub_host_name
-    endpoints   = var.routing_endpoints
+    hubName = local.hub_host_name
+    endpoints = merge(var.routing_endpoints, var.archive.enabled ? {
+      archive = { type = "s3", arn = aws_s3_bucket.archive[0].arn, fileNameFormat = var.archive.file_name_format }
+    } : {})
     routes      = var.routes
     enrichments = var.routing_enrichments
     fallback    = var.routing_fallback
   }
   # The mapping (and its cost) exists only when a route delivers somewhere beyond the stream.
-  routing_delivers = length([for r in var.routes : r if r.enabled && r.endpoint != "events"]) > 0
+  routing_delivers = length([for r in var.routes : r if r.enabled && !contains(["events", "archive"], r.endpoint)]) > 0
+  # The archiver's mapping, when a route fills the archive.
+  archive_fills = var.archive.enabled && length([for r in var.routes : r if r.enabled && r.endpoint == "archive"]) > 0
+
+  # Twins are read only for routes and enrichments that name them.
+  routing_reads_twins = anytrue(concat(
+    [for r in var.routes : strcontains(lower(r.condition), "$twin")],
+    [for e in var.routing_enrichments : startswith(lower(e.value), "$twin.")],
+  ))
 
   routing_arns = {
     for type in ["sqs", "sns", "kinesis", "eventbridge"] :
@@ -61,11 +71,6 @@ module "router" {
   })
   policy_statements = merge(
     {
-      # $twin conditions and twin enrichments.
-      Twins = {
-        actions   = ["dynamodb:BatchGetItem"]
-        resources = [aws_dynamodb_table.twins.arn]
-      }
       DeadLetters = {
         actions   = local.sqs_send_batch_actions
         resources = [module.routing_dead_letter.arn]
@@ -79,6 +84,9 @@ module "router" {
         resources = [module.routing_failed_batches.arn]
       }
     },
+    local.routing_reads_twins ? {
+      Twins = { actions = ["dynamodb:BatchGetItem"], resources = [aws_dynamodb_table.twins.arn] }
+    } : {},
     length(local.routing_arns.sqs) == 0 ? {} : {
       RouteToQueues = { actions = local.sqs_send_batch_actions, resources = local.routing_arns.sqs }
     },

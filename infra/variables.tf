@@ -353,8 +353,8 @@ variable "routing_endpoints" {
   default = {}
 
   validation {
-    condition     = alltrue([for name, e in var.routing_endpoints : can(regex("^[A-Za-z0-9._-]{1,64}$", name)) && name != "events"])
-    error_message = "Endpoint names are 1-64 letters, digits, '.', '_' or '-', and \"events\" is the built-in endpoint's."
+    condition     = alltrue([for name, e in var.routing_endpoints : can(regex("^[A-Za-z0-9._-]{1,64}$", name)) && !contains(["events", "archive"], name)])
+    error_message = "Endpoint names are 1-64 letters, digits, '.', '_' or '-'; \"events\" (the telemetry stream) and \"archive\" (the S3 archive) are the hub's own."
   }
   validation {
     condition     = alltrue([for e in var.routing_endpoints : contains(["sqs", "sns", "kinesis", "eventbridge"], e.type)])
@@ -398,8 +398,8 @@ variable "routes" {
     error_message = "Only DeviceMessages routes are delivered by this version (twin change, lifecycle and connection events go to the registry events queue)."
   }
   validation {
-    condition     = alltrue([for r in var.routes : r.endpoint == "events" || contains(keys(var.routing_endpoints), r.endpoint)])
-    error_message = "Each route's endpoint must be \"events\" or a name in routing_endpoints."
+    condition     = alltrue([for r in var.routes : r.endpoint == "events" || contains(keys(var.routing_endpoints), r.endpoint) || (r.endpoint == "archive" && var.archive.enabled)])
+    error_message = "Each route's endpoint must be \"events\", \"archive\" (with archive.enabled) or a name in routing_endpoints."
   }
   validation {
     condition     = length(jsonencode(var.routes)) + length(jsonencode(var.routing_endpoints)) + length(jsonencode(var.routing_enrichments)) <= 3000
@@ -421,7 +421,7 @@ variable "routing_enrichments" {
     error_message = "At most 10 enrichments, as Azure."
   }
   validation {
-    condition     = alltrue(flatten([for e in var.routing_enrichments : [for n in e.endpoints : contains(keys(var.routing_endpoints), n)]]))
+    condition     = alltrue(flatten([for e in var.routing_enrichments : [for n in e.endpoints : contains(keys(var.routing_endpoints), n) || (n == "archive" && var.archive.enabled)]]))
     error_message = "Enrichments name custom endpoints (the built-in endpoint is written before routing, so it is never enriched)."
   }
 }
@@ -451,5 +451,39 @@ variable "routing_batch_size" {
   validation {
     condition     = var.routing_batch_size >= 1 && var.routing_batch_size <= 10000
     error_message = "routing_batch_size must be between 1 and 10000."
+  }
+}
+
+variable "archive" {
+  description = "The cold-path archive (Azure's storage endpoint on S3): when enabled, a bucket, the endpoint `archive` that routes may name, and the archiver writing what they route there as gzipped JSON lines, one object per batch (at most batch_seconds of records, up to batch_records), named by file_name_format. retention_days (0: keep) expires objects; athena adds a Glue table over the default format with partition projection."
+  type = object({
+    enabled          = optional(bool, false)
+    batch_seconds    = optional(number, 300)
+    batch_records    = optional(number, 10000)
+    file_name_format = optional(string, "{iothub}/{partition}/{YYYY}/{MM}/{DD}/{HH}/{mm}")
+    retention_days   = optional(number, 0)
+    athena           = optional(bool, true)
+  })
+  default = {}
+
+  validation {
+    condition     = var.archive.batch_seconds >= 0 && var.archive.batch_seconds <= 300
+    error_message = "archive.batch_seconds is 0 to 300 (the Kinesis mapping's longest batching window)."
+  }
+  validation {
+    condition     = var.archive.batch_records >= 1 && var.archive.batch_records <= 10000
+    error_message = "archive.batch_records is 1 to 10000."
+  }
+  validation {
+    condition     = alltrue([for t in ["{iothub}", "{partition}", "{YYYY}", "{MM}", "{DD}", "{HH}", "{mm}"] : length(split(t, var.archive.file_name_format)) == 2]) && !startswith(var.archive.file_name_format, "/")
+    error_message = "archive.file_name_format holds each of {iothub} {partition} {YYYY} {MM} {DD} {HH} {mm} exactly once, and is relative."
+  }
+  validation {
+    condition     = var.archive.retention_days >= 0
+    error_message = "archive.retention_days is 0 (keep) or more."
+  }
+  validation {
+    condition     = !(var.archive.athena && var.archive.enabled) || var.archive.file_name_format == "{iothub}/{partition}/{YYYY}/{MM}/{DD}/{HH}/{mm}"
+    error_message = "The Athena table projects partitions of the default file_name_format: keep it, or set archive.athena = false."
   }
 }

@@ -22,7 +22,7 @@ elif ! rustup target list --installed 2>/dev/null | grep -q '^aarch64-unknown-li
   exit 1
 fi
 
-for function in authorize registry ingest commands analytics dashboard router; do
+for function in authorize registry ingest commands analytics dashboard router archiver; do
   cargo lambda build --release "${arch[@]}" --output-format zip --bin "$function" --locked
 done
 ls -l target/lambda/*/bootstrap.zip

@@ -15,7 +15,7 @@ case "${1:-}" in
 esac
 out=${2:?usage: $0 --debug|--release <dir>}
 
-for function in authorize registry ingest commands analytics dashboard router; do
+for function in authorize registry ingest commands analytics dashboard router archiver; do
   binary=target/$profile/$function
   [ -x "$binary" ] || { echo "missing $binary: build the workspace first (cargo build --workspace)" >&2; exit 1; }
   zip=$out/$function/bootstrap.zip

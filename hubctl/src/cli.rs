@@ -79,6 +79,82 @@ pub enum Command {
     Connected,
     /// Invoke a direct method on a device and print its answer (`status`, `payload`).
     Method(MethodArgs),
+    /// Message routes, checked and tried offline against a routing configuration (the
+    /// `.tfvars.json` of `routes`, `routing_endpoints`, `routing_enrichments`, or the router's
+    /// `HUB_ROUTING`), as `az iot hub message-route test` does.
+    #[command(subcommand)]
+    Route(RouteCommand),
+    /// The S3 archive (the cold path), read with the AWS credentials of the environment.
+    #[command(subcommand)]
+    Archive(ArchiveCommand),
+}
+
+#[derive(Subcommand)]
+pub enum ArchiveCommand {
+    /// Publishes archived messages of the devices `--device` matches, enqueued in [from, to],
+    /// into a stream again (the telemetry stream by default), for reprocessing after a rule
+    /// change. Each keeps its hubMessageId and gets the property `iothub-replayed=true`.
+    Replay {
+        /// The archive's bucket (Terraform output `archive_bucket`).
+        #[arg(long, env = "HUB_ARCHIVE_BUCKET")]
+        bucket: String,
+        /// The hub's host name (the `{iothub}` of object names).
+        #[arg(long, env = "HUB_HOST_NAME")]
+        hub: String,
+        /// Device id, `*` matching any characters.
+        #[arg(long)]
+        device: String,
+        /// RFC 3339 times.
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        /// The stream to publish into.
+        #[arg(long, env = "HUB_TELEMETRY_STREAM")]
+        stream: String,
+        /// The archive's file name format, as configured.
+        #[arg(long, default_value = hub_shared::routing::archive::DEFAULT_FILE_NAME_FORMAT)]
+        format: String,
+        /// Count what would be replayed, publish nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RouteCommand {
+    /// Parses every route's condition and checks names, endpoints and limits; says where a
+    /// condition is wrong.
+    Check {
+        /// The routing configuration (JSON).
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
+    /// Which routes a sample message takes, where it goes, and the properties each endpoint
+    /// gets (enrichments included).
+    Test {
+        #[arg(long)]
+        config: std::path::PathBuf,
+        /// The sending device.
+        #[arg(long, default_value = "test-device")]
+        device: String,
+        /// The message body.
+        #[arg(long, default_value = "")]
+        body: String,
+        /// `contentType`; `$body` queries need application/json.
+        #[arg(long)]
+        content_type: Option<String>,
+        /// `contentEncoding`; `$body` queries need utf-8.
+        #[arg(long)]
+        content_encoding: Option<String>,
+        /// An application property, `name=value` (repeatable).
+        #[arg(long = "property", value_name = "NAME=VALUE")]
+        properties: Vec<String>,
+        /// The device's twin as JSON (as `hubctl twin show` prints it), for `$twin` conditions
+        /// and enrichments.
+        #[arg(long)]
+        twin: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Args)]

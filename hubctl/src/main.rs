@@ -1,9 +1,11 @@
+mod archive;
 mod cli;
 mod devices;
 mod messages;
 mod monitor;
 mod output;
 mod resources;
+mod routing;
 
 use clap::Parser;
 use hub_service_sdk::ServiceClient;
@@ -68,6 +70,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     let printer = Printer::new(cli.output);
     match &cli.command {
         Command::Monitor(command) => monitor::run(command, &printer).await,
+        Command::Route(command) => routing::run(command, &printer),
+        Command::Archive(command) => archive::run(command, &printer).await,
         command => {
             let hub = service(&cli)?;
             match command {
@@ -89,7 +93,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     printer.line(&format!("{count} devices connected"), &statistics);
                     Ok(())
                 }
-                Command::Monitor(_) => Ok(()),
+                Command::Monitor(_) | Command::Route(_) | Command::Archive(_) => Ok(()),
             }
         }
     }

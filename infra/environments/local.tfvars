@@ -7,3 +7,6 @@ deletion_protection = false
 log_retention_days  = 1
 # The dashboard draws raw points for charts' latest stretch locally (off by default in AWS: cost).
 analytics_recent_readings = 20
+# The cold path: every message into the archive, in batches of at most 5 s (docs/routing.md).
+archive = { enabled = true, batch_seconds = 5, athena = false }
+routes  = [{ name = "archive", endpoint = "archive" }]

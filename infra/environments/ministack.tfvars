@@ -12,3 +12,6 @@ log_retention_days  = 1
 api_invoke_permission_per_route = false
 # The dashboard draws raw points for charts' latest stretch locally (off by default in AWS: cost).
 analytics_recent_readings = 20
+# The cold path, deployed as in AWS (without the Athena table: MiniStack has no Glue).
+archive = { enabled = true, batch_seconds = 5, athena = false }
+routes  = [{ name = "archive", endpoint = "archive" }]

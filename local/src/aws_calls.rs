@@ -189,6 +189,13 @@ impl Intercept for CallRecorder {
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let request = context.request();
+        // S3 speaks REST (the operation is the method and path), the others JSON with a target.
+        if request.headers().get("x-amz-target").is_none()
+            && let Some((action, bucket)) = s3_call(request.method(), request.uri())
+        {
+            self.log.record(self.call(action, &bucket, None));
+            return Ok(());
+        }
         let target = request.headers().get("x-amz-target").unwrap_or("unknown");
         let body: serde_json::Value = request
             .body()
@@ -201,6 +208,26 @@ impl Intercept for CallRecorder {
         }
         Ok(())
     }
+}
+
+/// An S3 object call of a path-style request (`PUT /bucket/key`): its action and bucket.
+pub fn s3_call(method: &str, uri: &str) -> Option<(String, String)> {
+    let path = uri
+        .split("://")
+        .nth(1)
+        .map_or(uri, |rest| rest.find('/').map_or("", |at| &rest[at..]));
+    let path = path.split('?').next().unwrap_or_default();
+    let (bucket, key) = path.trim_start_matches('/').split_once('/')?;
+    if bucket.is_empty() || key.is_empty() {
+        return None;
+    }
+    let action = match method {
+        "PUT" => "s3:PutObject",
+        "GET" | "HEAD" => "s3:GetObject",
+        "DELETE" => "s3:DeleteObject",
+        _ => return None,
+    };
+    Some((action.to_owned(), bucket.to_owned()))
 }
 
 /// Reads every call recorded under `dir`.
@@ -223,6 +250,19 @@ pub fn read_calls(dir: &std::path::Path) -> std::io::Result<BTreeSet<RecordedCal
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn s3_object_calls_are_read_from_method_and_path() {
+        assert_eq!(
+            s3_call(
+                "PUT",
+                "http://127.0.0.1:4566/archive-bucket/hub/shard/2026/1.json.gz?x-id=PutObject"
+            ),
+            Some(("s3:PutObject".into(), "archive-bucket".into()))
+        );
+        assert_eq!(s3_call("PUT", "/bucket-only"), None);
+        assert_eq!(s3_call("POST", "http://h/b/k"), None);
+    }
 
     #[test]
     fn transactions_are_recorded_per_item_as_iam_authorizes_them() {

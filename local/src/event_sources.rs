@@ -26,6 +26,8 @@ pub struct EventSourceOptions {
     pub kinesis: KinesisMappingOptions,
     /// The router's mapping, when routes deliver beyond the stream.
     pub routing: Option<KinesisMappingOptions>,
+    /// The archiver's mapping, when a route fills the archive.
+    pub archive: Option<KinesisMappingOptions>,
 }
 
 #[derive(Debug, Clone)]
@@ -47,6 +49,11 @@ impl EventSourceOptions {
             kinesis: KinesisMappingOptions::deployed(&settings.telemetry_mapping)?,
             routing: settings
                 .routing_mapping
+                .as_ref()
+                .map(KinesisMappingOptions::deployed)
+                .transpose()?,
+            archive: settings
+                .archive_mapping
                 .as_ref()
                 .map(KinesisMappingOptions::deployed)
                 .transpose()?,
@@ -81,10 +88,10 @@ pub fn spawn(hub: Arc<Hub>, options: &EventSourceOptions) -> Vec<JoinHandle<()>>
             options.kinesis.clone(),
         )),
     ];
-    if let Some(routing) = &options.routing {
+    for mapping in [&options.routing, &options.archive].into_iter().flatten() {
         tasks.push(tokio::spawn(kinesis_mapping::run(
             Arc::clone(&hub),
-            routing.clone(),
+            mapping.clone(),
         )));
     }
     if let Some(every) = options.schedule_every {

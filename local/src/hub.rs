@@ -25,10 +25,11 @@ pub enum FunctionName {
     Analytics,
     Dashboard,
     Router,
+    Archiver,
 }
 
 impl FunctionName {
-    pub const ALL: [FunctionName; 7] = [
+    pub const ALL: [FunctionName; 8] = [
         FunctionName::Authorize,
         FunctionName::Registry,
         FunctionName::Ingest,
@@ -36,6 +37,7 @@ impl FunctionName {
         FunctionName::Analytics,
         FunctionName::Dashboard,
         FunctionName::Router,
+        FunctionName::Archiver,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +49,7 @@ impl FunctionName {
             FunctionName::Analytics => "analytics",
             FunctionName::Dashboard => "dashboard",
             FunctionName::Router => "router",
+            FunctionName::Archiver => "archiver",
         }
     }
 
@@ -102,6 +105,8 @@ pub struct Hub {
     pub analytics: hub_analytics::Handler,
     pub dashboard: hub_dashboard::Handler,
     pub router: hub_router::Handler,
+    /// Only when a route fills the archive (the archiver needs an archive endpoint).
+    pub archiver: Option<hub_archiver::Handler>,
     /// Each function's environment (with overrides applied), mappings and schedule.
     pub settings: LocalSettings,
     /// Clients of the emulated event sources and the local tools: AWS's side, not a function's.
@@ -185,6 +190,14 @@ impl Hub {
         let router_config = hub_router::RouterConfig::from_env(&env_of(FunctionName::Router)?)
             .map_err(config_error(FunctionName::Router))?;
 
+        let archiver_config = match settings.archive_mapping {
+            Some(_) => Some(
+                hub_archiver::ArchiverConfig::from_env(&env_of(FunctionName::Archiver)?)
+                    .map_err(config_error(FunctionName::Archiver))?,
+            ),
+            None => None,
+        };
+
         let clients = Clients::from_sdk(&sdk);
         let tools_dynamodb = clients.dynamodb.clone();
         let mut timeouts = BTreeMap::new();
@@ -208,6 +221,8 @@ impl Hub {
             ),
             dashboard: hub_dashboard::build(),
             router: hub_router::build(&router_config, &clients_for(FunctionName::Router)),
+            archiver: archiver_config
+                .map(|config| hub_archiver::build(&config, &clients_for(FunctionName::Archiver))),
             devices: DynamoDbDeviceRegistry::new(
                 tools_dynamodb.clone(),
                 &authorize_config.registry_table,
@@ -253,6 +268,17 @@ impl Hub {
                 FunctionName::Analytics => hub.analytics.invoke(event).await,
                 FunctionName::Dashboard => hub.dashboard.invoke(event).await,
                 FunctionName::Router => hub.router.invoke(event).await,
+                FunctionName::Archiver => match &hub.archiver {
+                    Some(archiver) => archiver.invoke(event).await,
+                    None => Err(InvocationError::Failed(
+                        hub_shared::ports::StoreError::rejected(
+                            "invoking the archiver",
+                            std::io::Error::other(
+                                "no route fills the archive, so no archiver runs",
+                            ),
+                        ),
+                    )),
+                },
             }
         });
         match tokio::time::timeout(timeout, task).await {
@@ -367,6 +393,7 @@ fn function_clients(
     let mut sqs = aws_sdk_sqs::config::Builder::from(sdk);
     let mut sns = aws_sdk_sns::config::Builder::from(sdk);
     let mut eventbridge = aws_sdk_eventbridge::config::Builder::from(sdk);
+    let mut s3 = aws_sdk_s3::config::Builder::from(sdk).force_path_style(true);
     if let Some(counter) = counter {
         dynamodb = dynamodb.interceptor(counter.clone());
     }
@@ -375,7 +402,8 @@ fn function_clients(
         kinesis = kinesis.interceptor(recorder.clone());
         sqs = sqs.interceptor(recorder.clone());
         sns = sns.interceptor(recorder.clone());
-        eventbridge = eventbridge.interceptor(recorder);
+        eventbridge = eventbridge.interceptor(recorder.clone());
+        s3 = s3.interceptor(recorder);
     }
     Clients {
         dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
@@ -383,6 +411,7 @@ fn function_clients(
         sqs: aws_sdk_sqs::Client::from_conf(sqs.build()),
         sns: aws_sdk_sns::Client::from_conf(sns.build()),
         eventbridge: aws_sdk_eventbridge::Client::from_conf(eventbridge.build()),
+        s3: aws_sdk_s3::Client::from_conf(s3.build()),
     }
 }
 

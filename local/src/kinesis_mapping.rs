@@ -61,6 +61,13 @@ impl KinesisMappingOptions {
         })
     }
 
+    /// How long a reader waits between reads of a shard that gave nothing new: a tenth of the
+    /// batching window, within 50-500 ms. The emulator's Kinesis is the local bottleneck, and a
+    /// mapping that gathers for seconds (the archive's) need not ask 20 times a second.
+    fn poll_interval(&self) -> Duration {
+        (self.batching_window / 10).clamp(Duration::from_millis(50), Duration::from_millis(500))
+    }
+
     fn retries_exhausted(&self, retries: u32) -> bool {
         self.max_retries.is_some_and(|max| retries > max)
     }
@@ -298,7 +305,7 @@ impl ShardReader {
                     self.checkpoints.set(&self.shard_id, &last);
                 }
             } else if batch.is_empty() || !window_over {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(self.options.poll_interval()).await;
             }
         }
     }

@@ -263,13 +263,14 @@ async fn serve(hub: Arc<Hub>, args: ServeArgs) -> Result<(), CliError> {
             .unwrap_or(&args.tls_dir)
             .join("kinesis-mapping.json"),
     );
-    if let Some(routing) = &mut event_sources.routing {
-        routing.checkpoint_file = Some(
-            args.tls_dir
-                .parent()
-                .unwrap_or(&args.tls_dir)
-                .join("routing-mapping.json"),
-        );
+    for (mapping, file) in [
+        (&mut event_sources.routing, "routing-mapping.json"),
+        (&mut event_sources.archive, "archive-mapping.json"),
+    ] {
+        if let Some(mapping) = mapping {
+            mapping.checkpoint_file =
+                Some(args.tls_dir.parent().unwrap_or(&args.tls_dir).join(file));
+        }
     }
     let options = GatewayOptions {
         http: (!args.no_http).then_some(args.http),

@@ -39,6 +39,9 @@ pub struct LocalSettings {
     /// The router's mapping on the same stream; absent when no route delivers anywhere.
     #[serde(default)]
     pub routing_mapping: Option<KinesisMappingSettings>,
+    /// The archiver's mapping; absent when no route fills the archive.
+    #[serde(default)]
+    pub archive_mapping: Option<KinesisMappingSettings>,
     pub command_requests_mapping: SqsMappingSettings,
     pub job_work_mapping: SqsMappingSettings,
     pub schedule: ScheduleSettings,

@@ -41,5 +41,7 @@ HUB_ALERTS_QUEUE_URL=$(output alerts_queue_url)
 HUB_ANALYTICS_DLQ_URL=$(output analytics_dead_letter_queue_url)
 HUB_ANALYTICS_FAILURES_QUEUE_URL=$(output analytics_failed_batches_queue_url)
 HUB_SWEEP_FAILURES_QUEUE_URL=$(output sweep_failures_queue_url)
+HUB_ROUTING_DLQ_URL=$(output routing_dead_letter_queue_url)
+HUB_ARCHIVE_BUCKET=$(output archive_bucket)
 ENV
 }

@@ -72,6 +72,11 @@ pub mod vars {
     pub const ROUTING_MAX_ATTEMPTS: &str = "HUB_ROUTING_MAX_ATTEMPTS";
     /// `emf`: per-route and per-endpoint counts as CloudWatch embedded metrics on stdout.
     pub const ROUTING_METRICS: &str = "HUB_ROUTING_METRICS";
+
+    // The archive (archiver)
+    pub const ARCHIVE_BUCKET: &str = "HUB_ARCHIVE_BUCKET";
+    /// Each shard's archived position.
+    pub const ARCHIVE_CHECKPOINTS_TABLE: &str = "HUB_ARCHIVE_CHECKPOINTS_TABLE";
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

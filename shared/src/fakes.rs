@@ -645,6 +645,54 @@ impl RequestBuilder {
 }
 
 /// The response body as text, and the error code when it is an error.
+/// One record of a Kinesis event as Lambda delivers it (`eventID` `<shard>:<sequence>`).
+pub fn kinesis_record(
+    stream: &str,
+    shard: &str,
+    sequence: &str,
+    partition_key: &str,
+    data: &[u8],
+    arrival_seconds: f64,
+) -> serde_json::Value {
+    use base64::Engine as _;
+    serde_json::json!({
+        "kinesis": {
+            "kinesisSchemaVersion": "1.0",
+            "partitionKey": partition_key,
+            "sequenceNumber": sequence,
+            "data": base64::engine::general_purpose::STANDARD.encode(data),
+            "approximateArrivalTimestamp": arrival_seconds,
+        },
+        "eventSource": "aws:kinesis",
+        "eventID": format!("{shard}:{sequence}"),
+        "eventSourceARN": format!("arn:aws:kinesis:us-east-1:000000000000:stream/{stream}"),
+    })
+}
+
+/// The Kinesis event of `envelopes` on one shard, sequence numbers counting from `first`.
+pub fn kinesis_event(
+    stream: &str,
+    shard: &str,
+    first: u64,
+    envelopes: &[crate::domain::envelope::TelemetryEnvelope],
+) -> serde_json::Value {
+    let records: Vec<serde_json::Value> = envelopes
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            kinesis_record(
+                stream,
+                shard,
+                &(first + i as u64).to_string(),
+                e.partition_key(),
+                &e.to_json(),
+                1.0,
+            )
+        })
+        .collect();
+    serde_json::json!({ "Records": records })
+}
+
 pub fn response_body(response: &aws_lambda_events::apigw::ApiGatewayV2httpResponse) -> String {
     use aws_lambda_events::encodings::Body;
     match &response.body {

@@ -8,6 +8,7 @@
 //!
 //! Without the environment the tests fail loudly; they never skip.
 
+pub mod archive;
 pub mod runtime_api;
 
 use std::path::{Path, PathBuf};
@@ -273,6 +274,23 @@ impl Gateway {
     pub fn telemetry_stream(&self) -> String {
         std::env::var(vars::TELEMETRY_STREAM)
             .unwrap_or_else(|_| panic!("{} is not set", vars::TELEMETRY_STREAM))
+    }
+
+    /// Invokes one of the local gateway's functions with `event`, as Lambda would; panics if the
+    /// invocation failed.
+    pub async fn invoke(
+        &self,
+        function: hub_local::hub::FunctionName,
+        event: serde_json::Value,
+    ) -> serde_json::Value {
+        let local = self.local();
+        let hub = Arc::clone(&local.hub);
+        local
+            .runtime
+            .spawn(async move { hub.invoke(function, event).await })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{} failed: {e}", function.as_str()))
     }
 
     /// Runs the sweep schedule's targets now, as EventBridge does once a minute; panics if one
@@ -849,6 +867,38 @@ pub async fn take_matching(
         if let Some(body) = found {
             return body;
         }
+    }
+}
+
+/// A new one-shard Kinesis stream, once it is active.
+pub async fn fresh_stream(prefix: &str) -> String {
+    let client = kinesis().await;
+    let stream = unique(prefix);
+    client
+        .create_stream()
+        .stream_name(&stream)
+        .shard_count(1)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create stream: {e:?}"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = client
+            .describe_stream_summary()
+            .stream_name(&stream)
+            .send()
+            .await
+            .ok()
+            .and_then(|o| o.stream_description_summary)
+            .map(|s| s.stream_status);
+        if status == Some(aws_sdk_kinesis::types::StreamStatus::Active) {
+            return stream;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stream {stream} never became active"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

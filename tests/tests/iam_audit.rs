@@ -81,6 +81,8 @@ fn resource_of(
             }
         }
         "kinesis" => (rest.strip_prefix("stream/")?, None, false),
+        // arn:aws:s3:::<bucket>/<key pattern>: the bucket.
+        "s3" => (rest.split('/').next()?, None, false),
         "sqs" => (rest, None, true),
         _ => return None,
     };
@@ -114,7 +116,14 @@ fn every_call_is_granted_and_every_grant_is_used() {
     let mut grants: BTreeSet<Grant> = BTreeSet::new();
     let mut unmapped = Vec::new();
     let mut statements = 0;
+    // A function that made no call ran nowhere in the suites (the router has no mapping while
+    // no route delivers beyond the stream and the archive): nothing to compare it with.
+    let ran: BTreeSet<&str> = calls.iter().map(|c| c.function.as_str()).collect();
     for (function, settings) in functions.as_object().into_iter().flatten() {
+        if !ran.contains(function.as_str()) {
+            println!("IAM audit: {function} made no AWS call here; its grants are not compared");
+            continue;
+        }
         let environment: BTreeMap<String, String> =
             serde_json::from_value(settings["environment"].clone()).unwrap_or_default();
         let module = modules

@@ -40,7 +40,7 @@ pub async fn deliver_all<E: Endpoint>(
         }
         let mut failed = Vec::new();
         for call in calls(items, &pending, limits) {
-            let batch: Vec<Delivery> = call.iter().map(|p| items[*p].1.clone()).collect();
+            let batch: Vec<&Delivery> = call.iter().map(|p| &items[*p].1).collect();
             match endpoint.deliver(&batch).await {
                 Ok(results) => {
                     for (position, result) in call.iter().zip(results) {

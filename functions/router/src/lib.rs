@@ -92,11 +92,12 @@ pub fn build(config: &RouterConfig, clients: &Clients) -> Handler {
     }
 }
 
-/// `E` delivers to one custom endpoint (by the table's endpoint positions), `T` reads twins
-/// for routes and enrichments that use them, `D` takes dead letters.
+/// `E` delivers to one custom endpoint (by the table's endpoint positions; `None` for the
+/// archive, which the archiver writes), `T` reads twins for routes and enrichments that use
+/// them, `D` takes dead letters.
 pub struct RouterHandler<E, T, D> {
     pub table: RouteTable,
-    pub endpoints: Vec<E>,
+    pub endpoints: Vec<Option<E>>,
     pub twins: T,
     pub dead_letters: D,
     pub retry: RetryPolicy,
@@ -116,14 +117,42 @@ fn decode(record: &KinesisEventRecord) -> Result<TelemetryEnvelope, String> {
     Ok(envelope)
 }
 
+/// The record's data as text: the envelope JSON the stream holds.
+fn stored_json(record: &KinesisEventRecord) -> Option<String> {
+    String::from_utf8(record.kinesis.data.0.clone()).ok()
+}
+
 /// The envelope as an endpoint receives it: the stream's envelope with the endpoint's
 /// enrichments in its application properties.
 fn routed_body(envelope: &TelemetryEnvelope, properties: Properties) -> String {
-    let mut value = serde_json::to_value(envelope).unwrap_or(Value::Null);
-    if let Some(slot) = value.get_mut("properties") {
-        *slot = json!(properties);
+    /// The envelope's fields, borrowed, with other properties: written straight to text.
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Routed<'a> {
+        v: u32,
+        hub_message_id: &'a str,
+        device_id: &'a str,
+        device_generation_id: &'a str,
+        enqueued_time: hub_shared::domain::timestamp::Timestamp,
+        auth_method: &'a hub_shared::domain::envelope::AuthMethod,
+        system_properties: &'a hub_shared::domain::envelope::SystemProperties,
+        properties: &'a Properties,
+        body: String,
     }
-    value.to_string()
+    use base64::Engine as _;
+    let routed = Routed {
+        v: envelope.v,
+        hub_message_id: &envelope.hub_message_id,
+        device_id: envelope.device_id.as_str(),
+        device_generation_id: &envelope.device_generation_id,
+        enqueued_time: envelope.enqueued_time,
+        auth_method: &envelope.auth_method,
+        system_properties: &envelope.system_properties,
+        properties: &properties,
+        body: base64::engine::general_purpose::STANDARD.encode(&envelope.body),
+    };
+    // Strings, maps and numbers always serialize.
+    serde_json::to_string(&routed).unwrap_or_default()
 }
 
 impl<E: Endpoint, T: TwinStore, D: QueueSender> RouterHandler<E, T, D> {
@@ -160,14 +189,18 @@ impl<E: Endpoint, T: TwinStore, D: QueueSender> RouterHandler<E, T, D> {
             let decision = self.table.decide(&view);
             report.decided(&self.table, &decision);
             for &endpoint in &decision.endpoints {
-                let properties = self.table.enriched(envelope, twin, endpoint);
+                // Without enrichments an endpoint receives the envelope exactly as stored.
+                let body = match (self.table.enriches(endpoint), stored_json(&records[i])) {
+                    (false, Some(stored)) => stored,
+                    _ => routed_body(envelope, self.table.enriched(envelope, twin, endpoint)),
+                };
                 if let Some(list) = routed.get_mut(endpoint) {
                     list.push((
                         i,
                         Delivery {
                             id: envelope.hub_message_id.clone(),
                             device_id: envelope.device_id.as_str().to_owned(),
-                            body: routed_body(envelope, properties),
+                            body,
                         },
                     ));
                 }
@@ -178,13 +211,13 @@ impl<E: Endpoint, T: TwinStore, D: QueueSender> RouterHandler<E, T, D> {
             .endpoints
             .iter()
             .zip(&routed)
+            .filter_map(|(endpoint, items)| endpoint.as_ref().map(|e| (e, items)))
             .filter(|(_, items)| !items.is_empty())
             .map(|(endpoint, items)| deliver_all(endpoint, items, &self.retry));
         let outcomes = futures::future::join_all(deliveries).await;
-        let busy = routed
-            .iter()
-            .enumerate()
-            .filter(|(_, items)| !items.is_empty());
+        let busy = routed.iter().enumerate().filter(|(i, items)| {
+            !items.is_empty() && self.endpoints.get(*i).is_some_and(Option::is_some)
+        });
         for ((endpoint, items), outcome) in busy.zip(outcomes) {
             let name = self
                 .table

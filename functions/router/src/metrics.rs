@@ -32,7 +32,12 @@ pub struct Report {
 impl Report {
     pub fn decided(&mut self, table: &RouteTable, decision: &Decision) {
         for name in table.names_of(decision) {
-            *self.matched.entry(name.to_owned()).or_default() += 1;
+            match self.matched.get_mut(name) {
+                Some(count) => *count += 1,
+                None => {
+                    self.matched.insert(name.to_owned(), 1);
+                }
+            }
         }
         if decision.fallback {
             self.fallback += 1;

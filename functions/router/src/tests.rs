@@ -30,7 +30,7 @@ impl Endpoint for FakeEndpoint {
         }
     }
 
-    async fn deliver(&self, batch: &[Delivery]) -> Result<Vec<RecordFailure>, StoreError> {
+    async fn deliver(&self, batch: &[&Delivery]) -> Result<Vec<RecordFailure>, StoreError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if self.refusing {
             return Err(StoreError::new(
@@ -46,7 +46,10 @@ impl Endpoint for FakeEndpoint {
         {
             return Ok(batch.iter().map(|_| Some("throttled".into())).collect());
         }
-        self.received.lock().unwrap().extend_from_slice(batch);
+        self.received
+            .lock()
+            .unwrap()
+            .extend(batch.iter().map(|d| (*d).clone()));
         Ok(vec![None; batch.len()])
     }
 }
@@ -73,23 +76,12 @@ fn envelope(device: &str, properties: &[(&str, &str)], body: &str) -> TelemetryE
 }
 
 fn batch(records: &[Vec<u8>]) -> KinesisEvent {
-    use base64::Engine as _;
     let records: Vec<Value> = records
         .iter()
         .enumerate()
         .map(|(i, data)| {
-            json!({
-                "kinesis": {
-                    "kinesisSchemaVersion": "1.0",
-                    "partitionKey": "pk",
-                    "sequenceNumber": (100 + i).to_string(),
-                    "data": base64::engine::general_purpose::STANDARD.encode(data),
-                    "approximateArrivalTimestamp": 1.0,
-                },
-                "eventSource": "aws:kinesis",
-                "eventID": format!("shardId-0:{}", 100 + i),
-                "eventSourceARN": "arn:aws:kinesis:us-east-1:000000000000:stream/telemetry",
-            })
+            let sequence = (100 + i).to_string();
+            hub_shared::fakes::kinesis_record("telemetry", "shardId-0", &sequence, "pk", data, 1.0)
         })
         .collect();
     serde_json::from_value(json!({ "Records": records })).unwrap()
@@ -120,7 +112,7 @@ fn router(endpoints: [FakeEndpoint; 2]) -> TestRouter {
     .unwrap();
     RouterHandler {
         table,
-        endpoints: endpoints.into(),
+        endpoints: endpoints.into_iter().map(Some).collect(),
         twins: InMemoryTwins::default(),
         dead_letters: InMemoryQueue::default(),
         retry: RetryPolicy {
@@ -167,18 +159,28 @@ async fn each_message_reaches_each_chosen_endpoint_once_enriched_and_the_rest_fa
     let (response, report) = router.handle_kinesis(&event).await;
     assert!(response.batch_item_failures.is_empty());
 
-    let critical = bodies(&router.endpoints[0]);
+    let critical = bodies(router.endpoints[0].as_ref().unwrap());
     assert_eq!(critical.len(), 1, "two routes to one endpoint deliver once");
     assert_eq!(critical[0]["hubMessageId"], json!(both.hub_message_id));
     assert_eq!(critical[0]["properties"]["site"], "dublin");
     assert_eq!(critical[0]["properties"]["hub"], "hub-1");
     assert_eq!(critical[0]["properties"]["level"], "critical");
     assert_eq!(critical[0]["body"], json!("eyJ0ZW1wZXJhdHVyZSI6IDk1fQ=="));
-    let delivery = &router.endpoints[0].received.lock().unwrap()[0];
+    let delivery = &router.endpoints[0]
+        .as_ref()
+        .unwrap()
+        .received
+        .lock()
+        .unwrap()[0];
     assert_eq!(delivery.id, both.hub_message_id);
     assert_eq!(delivery.device_id, "d-dublin");
+    let routed = TelemetryEnvelope::from_json(delivery.body.as_bytes()).unwrap();
+    let mut expected = both.clone();
+    expected.properties.insert("site".into(), "dublin".into());
+    expected.properties.insert("hub".into(), "hub-1".into());
+    assert_eq!(routed, expected, "the envelope, enriched");
 
-    let everything = bodies(&router.endpoints[1]);
+    let everything = bodies(router.endpoints[1].as_ref().unwrap());
     let ids: Vec<&Value> = everything.iter().map(|b| &b["hubMessageId"]).collect();
     assert_eq!(
         ids,
@@ -224,12 +226,16 @@ async fn a_failing_endpoint_is_retried_then_dead_lettered_without_holding_back_t
         "dead letters took them"
     );
     assert_eq!(
-        bodies(&router.endpoints[0]).len(),
+        bodies(router.endpoints[0].as_ref().unwrap()).len(),
         3,
         "retried until delivered"
     );
     assert_eq!(
-        router.endpoints[1].calls.load(Ordering::SeqCst),
+        router.endpoints[1]
+            .as_ref()
+            .unwrap()
+            .calls
+            .load(Ordering::SeqCst),
         2,
         "a refused call is not retried (two calls of at most two messages)"
     );
@@ -278,7 +284,7 @@ async fn records_are_retried_only_when_even_the_dead_letter_queue_fails() {
         .map(|f| f.item_identifier.clone().unwrap())
         .collect();
     assert_eq!(failed, ["101", "102"]);
-    assert_eq!(bodies(&router.endpoints[0]).len(), 1);
+    assert_eq!(bodies(router.endpoints[0].as_ref().unwrap()).len(), 1);
 }
 
 #[tokio::test]

@@ -40,8 +40,9 @@ pub enum AwsEndpoint {
 }
 
 impl AwsEndpoint {
-    /// The endpoint `spec` describes; `source` names the hub in EventBridge events.
-    pub fn new(spec: &EndpointSpec, clients: &Clients, source: &str) -> Self {
+    /// The endpoint `spec` describes; `source` names the hub in EventBridge events. `None` for
+    /// the archive, which the archiver writes in batches of its own.
+    pub fn new(spec: &EndpointSpec, clients: &Clients, source: &str) -> Option<Self> {
         // After the last '/' or ':' of an ARN: a stream's or bus's name.
         let name = spec
             .arn
@@ -49,7 +50,8 @@ impl AwsEndpoint {
             .next()
             .unwrap_or(&spec.arn)
             .to_owned();
-        match spec.kind {
+        Some(match spec.kind {
+            EndpointKind::S3 => return None,
             EndpointKind::Sqs => AwsEndpoint::Sqs {
                 client: clients.sqs.clone(),
                 fifo: spec.arn.ends_with(".fifo"),
@@ -69,7 +71,7 @@ impl AwsEndpoint {
                 bus: name,
                 source: source.to_owned(),
             },
-        }
+        })
     }
 }
 
@@ -105,7 +107,7 @@ impl Endpoint for AwsEndpoint {
         }
     }
 
-    async fn deliver(&self, batch: &[Delivery]) -> Result<Vec<RecordFailure>, StoreError> {
+    async fn deliver(&self, batch: &[&Delivery]) -> Result<Vec<RecordFailure>, StoreError> {
         match self {
             AwsEndpoint::Sqs { client, url, fifo } => {
                 const OPERATION: &str = "delivering routed messages to an SQS queue";

@@ -20,6 +20,7 @@ macro_rules! conditional_write {
 }
 
 pub mod analytics;
+pub mod archive;
 mod batch_get;
 pub mod commands;
 pub mod endpoints;
@@ -32,6 +33,7 @@ pub mod sqs;
 pub mod twins;
 
 pub use analytics::{AnalyticsTables, DynamoDbAnalyticsStore, DynamoDbRuleStore};
+pub use archive::{DynamoDbArchiveCheckpoints, S3Archive};
 pub use commands::{CommandTables, DynamoDbCommandStore};
 pub use endpoints::AwsEndpoint;
 pub use jobs::DynamoDbJobStore;
@@ -60,6 +62,8 @@ pub struct Clients {
     /// Routing endpoints only (SNS topics, EventBridge buses).
     pub sns: aws_sdk_sns::Client,
     pub eventbridge: aws_sdk_eventbridge::Client,
+    /// The archive's bucket.
+    pub s3: aws_sdk_s3::Client,
 }
 
 impl Clients {
@@ -70,6 +74,12 @@ impl Clients {
             sqs: aws_sdk_sqs::Client::new(sdk),
             sns: aws_sdk_sns::Client::new(sdk),
             eventbridge: aws_sdk_eventbridge::Client::new(sdk),
+            s3: aws_sdk_s3::Client::from_conf(
+                // Path-style addressing: emulators serve buckets under their own host name.
+                aws_sdk_s3::config::Builder::from(sdk)
+                    .force_path_style(true)
+                    .build(),
+            ),
         }
     }
 

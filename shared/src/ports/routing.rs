@@ -33,6 +33,32 @@ pub trait Endpoint: Send + Sync {
     /// whole (transient or not, as its kind says).
     fn deliver(
         &self,
-        batch: &[Delivery],
+        batch: &[&Delivery],
     ) -> impl Future<Output = Result<Vec<RecordFailure>, StoreError>> + Send;
+}
+
+/// Where archive objects are written (S3): a put replaces an object of the same key whole.
+pub trait ObjectStore: Send + Sync {
+    fn put_object(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// How far each shard has been archived: the padded sequence number of its last archived record.
+pub trait ArchiveCheckpoints: Send + Sync {
+    fn checkpoint(
+        &self,
+        shard: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Moves the shard's checkpoint from `from` (`None`: never archived) to `to`; `Ok(false)`
+    /// when another processor moved it first.
+    fn advance(
+        &self,
+        shard: &str,
+        from: Option<&str>,
+        to: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }

@@ -8,6 +8,7 @@
 //! `routing_enrichments`, `routing_fallback`) as one JSON document, compiled once at cold start;
 //! a condition that does not parse is refused with its line and column.
 
+pub mod archive;
 mod message;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,6 +42,8 @@ pub enum EndpointKind {
     Kinesis,
     /// An EventBridge event bus, Azure's Event Grid.
     Eventbridge,
+    /// The S3 archive, Azure's storage endpoint (written by the archiver, in batches).
+    S3,
 }
 
 impl EndpointKind {
@@ -50,6 +53,7 @@ impl EndpointKind {
             EndpointKind::Sns => "sns",
             EndpointKind::Kinesis => "kinesis",
             EndpointKind::Eventbridge => "events",
+            EndpointKind::S3 => "s3",
         }
     }
 }
@@ -65,6 +69,13 @@ pub struct EndpointSpec {
     /// The queue's URL (SQS only: the API addresses queues by URL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// How archive objects are named (S3 only; Azure's tokens, see `archive`).
+    #[serde(
+        default,
+        rename = "fileNameFormat",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub file_name_format: Option<String>,
 }
 
 /// What a route reads. Only device messages are routed by this version.
@@ -247,6 +258,19 @@ impl RouteTable {
                     )));
                 }
             }
+            match (spec.kind, &spec.file_name_format) {
+                (EndpointKind::S3, Some(format)) => archive::check_file_name_format(format)
+                    .map_err(|e| invalid(format!("endpoint {name}: {e}")))?,
+                (EndpointKind::S3, None) | (_, None) => {}
+                (_, Some(_)) => {
+                    return Err(invalid(format!(
+                        "endpoint {name}: only the s3 archive takes a fileNameFormat"
+                    )));
+                }
+            }
+            if spec.kind == EndpointKind::S3 && per_kind.contains_key(&EndpointKind::S3) {
+                return Err(invalid("the hub has one archive (s3) endpoint".into()));
+            }
             let count = per_kind.entry(spec.kind).or_default();
             *count += 1;
             if *count > MAX_ENDPOINTS_PER_TYPE {
@@ -369,11 +393,12 @@ impl RouteTable {
         self.reads_body
     }
 
-    /// Whether anything is routed beyond the built-in endpoint.
-    pub fn delivers(&self) -> bool {
-        self.routes
+    /// The archive endpoint's position and settings, if the hub has one.
+    pub fn archive(&self) -> Option<(usize, &EndpointSpec)> {
+        self.endpoints
             .iter()
-            .any(|r| matches!(r.target, Target::Custom(_)))
+            .enumerate()
+            .find(|(_, e)| e.kind == EndpointKind::S3)
     }
 
     /// What `$iothubname` stands for (and the source of EventBridge events).
@@ -423,6 +448,13 @@ impl RouteTable {
             .routes
             .iter()
             .filter_map(|i| self.routes.get(*i).map(|r| r.name.as_str()))
+    }
+
+    /// Whether any enrichment applies to `endpoint` (if not, it receives the envelope as stored).
+    pub fn enriches(&self, endpoint: usize) -> bool {
+        self.enrichments
+            .iter()
+            .any(|e| e.endpoints.contains(&endpoint))
     }
 
     /// The application properties a message carries to `endpoint`: its own, with the

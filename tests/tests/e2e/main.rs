@@ -9,6 +9,7 @@
 //! Endpoints and names come from the environment file either way.
 
 mod analytics;
+mod archive;
 mod commands;
 mod dashboard;
 mod errors;

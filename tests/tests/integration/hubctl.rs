@@ -466,3 +466,74 @@ async fn rules_and_alerts_are_managed() {
         "clap refuses a missing --json/--file"
     );
 }
+
+#[tokio::test]
+async fn route_test_and_check_run_the_routers_code_on_the_terraform_variables() {
+    let dir = std::env::temp_dir().join(unique("hubctl-routes"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("routing.tfvars.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({
+            "routing_endpoints": { "critical": { "type": "sqs", "arn": "arn:aws:sqs:us-east-1:000000000000:critical", "url": "http://q/critical" } },
+            "routes": [
+                { "name": "critical", "condition": "level = 'critical' OR $body.temperature > 90", "endpoint": "critical" },
+                { "name": "dublin", "condition": "$twin.tags.site = 'dublin'", "endpoint": "critical" },
+                { "name": "cold", "endpoint": "archive" }
+            ],
+            "routing_enrichments": [{ "key": "site", "value": "$twin.tags.site", "endpoints": ["critical"] }],
+            "archive": { "enabled": true }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let twin = dir.join("twin.json");
+    std::fs::write(&twin, r#"{"tags":{"site":"cork"}}"#).unwrap();
+    let config = config.display().to_string();
+    let twin = twin.display().to_string();
+    let answer = json(&[
+        "route",
+        "test",
+        "--config",
+        &config,
+        "--body",
+        r#"{"temperature": 95}"#,
+        "--content-type",
+        "application/json",
+        "--content-encoding",
+        "utf-8",
+        "--twin",
+        &twin,
+    ])
+    .await;
+    assert_eq!(
+        answer["routes"],
+        serde_json::json!([
+            { "route": "critical", "result": "true" },
+            { "route": "dublin", "result": "false" },
+            { "route": "cold", "result": "true" }
+        ])
+    );
+    let critical = answer["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["endpoint"] == "critical")
+        .expect("routed to critical");
+    assert_eq!(critical["properties"]["site"], "cork");
+
+    let bad = dir.join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"routes":[{"name":"bad","condition":"level = ","endpoint":"events"}]}"#,
+    )
+    .unwrap();
+    let output = hubctl(&["route", "check", "--config", &bad.display().to_string()]).await;
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("route bad") && stderr.contains("line 1, column 9"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -19,7 +19,10 @@ fn terraform(args: &[&str], state: &Path) -> std::process::Output {
 /// An empty but valid zip archive: the plan only hashes the function packages.
 fn write_placeholder_zips(dir: &Path) {
     let route_functions = hub_shared::routes::Function::ALL.map(|f| f.name());
-    for function in ["authorize", "router"].into_iter().chain(route_functions) {
+    for function in ["authorize", "router", "archiver"]
+        .into_iter()
+        .chain(route_functions)
+    {
         let folder = dir.join(function);
         std::fs::create_dir_all(&folder).unwrap();
         let mut empty_zip = b"PK\x05\x06".to_vec();
@@ -66,9 +69,11 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
             },
             "routes": [
                 { "name": "critical", "condition": "level = 'critical'", "endpoint": "critical" },
-                { "name": "everything", "endpoint": "bus" }
+                { "name": "everything", "endpoint": "bus" },
+                { "name": "cold", "endpoint": "archive" }
             ],
-            "routing_enrichments": [{ "key": "site", "value": "$twin.tags.site", "endpoints": ["critical"] }]
+            "routing_enrichments": [{ "key": "site", "value": "$twin.tags.site", "endpoints": ["critical"] }],
+            "archive": { "enabled": true }
         })
         .to_string(),
     )
@@ -106,8 +111,8 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
     let plan: Value = serde_json::from_slice(&shown.stdout).unwrap();
 
     let functions = resources(&plan, "aws_lambda_function");
-    // The HTTP functions, the authorizer, and the router.
-    assert_eq!(functions.len(), 2 + hub_shared::routes::Function::ALL.len());
+    // The HTTP functions, the authorizer, the router and the archiver.
+    assert_eq!(functions.len(), 3 + hub_shared::routes::Function::ALL.len());
     for function in &functions {
         assert_eq!(function["runtime"], "provided.al2023");
         assert_eq!(function["logging_config"][0]["log_format"], "JSON");
@@ -166,10 +171,19 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
     let mappings = resources(&plan, "aws_lambda_event_source_mapping");
     assert_eq!(
         mappings.len(),
-        4,
-        "command requests and job work (SQS), telemetry to analytics and to the router (Kinesis)"
+        5,
+        "command requests and job work (SQS), telemetry to analytics, the router and the archiver (Kinesis)"
     );
-    for mapping in &mappings {
+    let archive_mapping = mappings
+        .iter()
+        .find(|m| m["maximum_batching_window_in_seconds"] == 300)
+        .expect("the archive's mapping gathers records for five minutes");
+    assert_eq!(archive_mapping["bisect_batch_on_function_error"], true);
+    assert_eq!(archive_mapping["batch_size"], 10000);
+    for mapping in mappings
+        .iter()
+        .filter(|m| m["maximum_batching_window_in_seconds"] != 300)
+    {
         assert_eq!(
             mapping["function_response_types"],
             serde_json::json!(["ReportBatchItemFailures"])
@@ -179,7 +193,7 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
         .iter()
         .filter(|m| m["starting_position"] == "TRIM_HORIZON")
         .collect();
-    assert_eq!(kinesis_mappings.len(), 2);
+    assert_eq!(kinesis_mappings.len(), 3);
     for kinesis in kinesis_mappings {
         assert_eq!(kinesis["bisect_batch_on_function_error"], true);
         assert!(
@@ -238,7 +252,17 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
         );
     }
     let queues = resources(&plan, "aws_sqs_queue");
-    assert_eq!(queues.len(), 13);
+    assert_eq!(queues.len(), 14);
+    let buckets = resources(&plan, "aws_s3_bucket");
+    assert_eq!(buckets.len(), 1, "the archive");
+    let [table] = resources(&plan, "aws_glue_catalog_table")[..] else {
+        panic!("one Athena table over the archive")
+    };
+    assert_eq!(table["parameters"]["projection.enabled"], "true");
+    assert_eq!(
+        table["parameters"]["projection.dt.format"],
+        "yyyy/MM/dd/HH/mm"
+    );
     let tables: BTreeSet<String> = resources(&plan, "aws_dynamodb_table")
         .iter()
         .filter_map(|t| t["name"].as_str())
@@ -308,6 +332,7 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
         "iothub-routing-dead-letter-has-messages",
         "iothub-routing-failed-batches-has-messages",
         "iothub-routing-behind",
+        "iothub-archive-failed-batches-has-messages",
     ] {
         assert!(
             names.contains(expected),
@@ -322,15 +347,16 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
         "analytics",
         "dashboard",
         "router",
+        "archiver",
     ] {
         for kind in ["errors", "throttles"] {
             let name = format!("iothub-{function}-{kind}");
             assert!(names.contains(&name), "alarm {name} missing");
         }
     }
-    // Dead-letter queues, undrained queues, errors and throttles of 7 functions, the two
-    // mappings' iterator age, the API's 5xx, the tables' throttles.
-    assert_eq!(alarms.len(), 8 + 3 + 14 + 2 + 1 + 10);
+    // Dead-letter queues, undrained queues, errors and throttles of 8 functions, the two
+    // prompt mappings' iterator age, the API's 5xx, the tables' throttles.
+    assert_eq!(alarms.len(), 9 + 3 + 16 + 2 + 1 + 10);
     let topics = resources(&plan, "aws_sns_topic");
     assert_eq!(topics.len(), 1, "an alarm topic when none is given");
 
@@ -378,12 +404,20 @@ fn applied_policies_name_exact_actions_and_resources() {
                 }
                 for resource in list(&statement["Resource"]) {
                     assert_ne!(resource, "*", "unscoped resource in {statement}");
+                    // S3 grants objects by key pattern: the archive's objects are its keys.
+                    let archive_objects = resource.starts_with("arn:aws:s3:::iothub-archive-")
+                        && resource.ends_with("/*")
+                        && resource.matches('*').count() == 1;
                     assert!(
-                        !resource.contains('*') || resource.ends_with(":log-stream:*"),
+                        !resource.contains('*')
+                            || resource.ends_with(":log-stream:*")
+                            || archive_objects,
                         "wildcard resource {resource}"
                     );
+                    // S3 ARNs have no account field; the archive's bucket name carries it.
                     assert!(
-                        resource.contains(":000000000000:"),
+                        resource.contains(":000000000000:")
+                            || (archive_objects && resource.contains("-000000000000-")),
                         "ARNs carry the account: {resource}"
                     );
                 }

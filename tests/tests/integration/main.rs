@@ -3,6 +3,7 @@
 //! AWS SDK are set up once.
 
 mod analytics;
+mod archive;
 mod auth;
 mod azure_sdk;
 mod bad_input;

@@ -57,25 +57,7 @@ fn message(device: &str, level: &str, temperature: f64) -> TelemetryEnvelope {
 }
 
 fn kinesis_event(envelopes: &[TelemetryEnvelope]) -> Value {
-    use base64::Engine as _;
-    let shard = unique("shardId-routing");
-    let records: Vec<Value> = envelopes
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            json!({
-                "kinesis": {
-                    "partitionKey": e.device_id.as_str(), "sequenceNumber": format!("{}", 500 + i),
-                    "data": base64::engine::general_purpose::STANDARD.encode(e.to_json()),
-                    "approximateArrivalTimestamp": 1.0, "kinesisSchemaVersion": "1.0",
-                },
-                "eventSource": "aws:kinesis",
-                "eventID": format!("{shard}:{}", 500 + i),
-                "eventSourceARN": "arn:aws:kinesis:us-east-1:000000000000:stream/routing-test",
-            })
-        })
-        .collect();
-    json!({ "Records": records })
+    hub_shared::fakes::kinesis_event("routing-test", &unique("shardId-routing"), 500, envelopes)
 }
 
 fn ids(bodies: &[Value]) -> Vec<String> {
@@ -162,35 +144,7 @@ async fn each_endpoint_type_receives_exactly_its_routes_messages_and_a_deleted_q
         .await
         .unwrap_or_else(|e| panic!("put targets: {e:?}"));
     // A stream.
-    let stream = unique("route-copy");
-    clients
-        .kinesis
-        .create_stream()
-        .stream_name(&stream)
-        .shard_count(1)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("create stream: {e:?}"));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = clients
-            .kinesis
-            .describe_stream_summary()
-            .stream_name(&stream)
-            .send()
-            .await
-            .ok()
-            .and_then(|o| o.stream_description_summary)
-            .map(|s| s.stream_status);
-        if status == Some(aws_sdk_kinesis::types::StreamStatus::Active) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the stream never became active"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let stream = hub_tests::fresh_stream("route-copy").await;
     // A queue that is gone by the time the router sends to it.
     let gone = fresh_queue("route-gone").await;
     let gone_arn = queue_arn(&gone).await;

@@ -1,0 +1,105 @@
+//! Reading the S3 archive back (the cold path), for the integration and end-to-end tests.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+pub async fn s3() -> aws_sdk_s3::Client {
+    let sdk = hub_shared::aws::sdk_config().await;
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+pub fn bucket() -> String {
+    std::env::var("HUB_ARCHIVE_BUCKET")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| panic!("HUB_ARCHIVE_BUCKET is not set: the local environment enables the archive (infra/environments/local.tfvars)"))
+}
+
+/// Every archived line of `device` in objects written since `since` (a moment before the
+/// device first sent), with the object it is in. Older objects are not read: the bucket holds
+/// every message of every test.
+pub async fn archived_lines(device: &str, since: std::time::SystemTime) -> Vec<(String, Value)> {
+    let since = aws_sdk_s3::primitives::DateTime::from(since - Duration::from_secs(5));
+    let client = s3().await;
+    let bucket = bucket();
+    let mut lines = Vec::new();
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(&bucket)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.unwrap_or_else(|e| panic!("list archive: {e:?}"));
+        for object in page.contents() {
+            if object.last_modified().is_some_and(|m| *m < since) {
+                continue;
+            }
+            let key = object.key().unwrap_or_default().to_owned();
+            let body = client
+                .get_object()
+                .bucket(&bucket)
+                .key(&key)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("get {key}: {e:?}"))
+                .body
+                .collect()
+                .await
+                .unwrap_or_else(|e| panic!("read {key}: {e:?}"))
+                .into_bytes();
+            let mut text = String::new();
+            flate2::read::GzDecoder::new(&body[..])
+                .read_to_string(&mut text)
+                .unwrap_or_else(|e| panic!("{key} is not gzip: {e}"));
+            for line in text.lines() {
+                let line: Value =
+                    serde_json::from_str(line).unwrap_or_else(|e| panic!("{key}: {e}"));
+                if line["SystemProperties"]["connectionDeviceId"] == json!(device) {
+                    lines.push((key.clone(), line));
+                }
+            }
+        }
+    }
+    lines
+}
+
+/// Reads the archive until `device` has `count` lines (or more), or panics after `within`.
+pub async fn wait_for_archive(
+    device: &str,
+    since: std::time::SystemTime,
+    count: usize,
+    within: Duration,
+) -> Vec<(String, Value)> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let lines = archived_lines(device, since).await;
+        if lines.len() >= count {
+            return lines;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {count} messages of {device} archived within {within:?}",
+            lines.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+pub fn message_counts(lines: &[(String, Value)]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for (_, line) in lines {
+        let id = line["SystemProperties"]["messageId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        *counts.entry(id).or_default() += 1;
+    }
+    counts
+}

@@ -389,6 +389,7 @@ module "registry" {
     HUB_POLICIES_TABLE            = aws_dynamodb_table.policies.name
     HUB_REGISTRY_EVENTS_QUEUE_URL = module.registry_events.url
     HUB_CONNECTED_WINDOW_SECONDS  = tostring(var.connected_window_seconds)
+    HUB_ID_INDEX_COMPLETE         = tostring(var.registry_id_index_complete)
   })
   policy_statements = {
     ManageDevices = {

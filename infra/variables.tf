@@ -487,3 +487,9 @@ variable "archive" {
     error_message = "The Athena table projects partitions of the default file_name_format: keep it, or set archive.athena = false."
   }
 }
+
+variable "registry_id_index_complete" {
+  description = "Whether every registered device is in the device id index, so searches by id prefix (STARTSWITH(deviceId, ...)) read only the devices they match. Devices enter the index when created or updated; a deployment made before the index existed (2026-12-02) sets this only after updating each device once (`hubctl device export` then `hubctl device import --mode update`, docs/queries.md). Until then such searches read the whole registry: slower, never incomplete."
+  type        = bool
+  default     = false
+}

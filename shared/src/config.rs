@@ -62,6 +62,9 @@ pub mod vars {
     /// How recently an HTTP device must have been active to count as connected
     /// (`connectionState`, `connectedDeviceCount`).
     pub const CONNECTED_WINDOW_SECONDS: &str = "HUB_CONNECTED_WINDOW_SECONDS";
+    /// `true` once every registered device is in the device id index (a deployment made with
+    /// it, or one re-indexed since): searches by id prefix may then read the index alone.
+    pub const ID_INDEX_COMPLETE: &str = "HUB_ID_INDEX_COMPLETE";
 
     // Message routing (router)
     /// The routing configuration as JSON (routes, endpoints, enrichments, fallback).

@@ -15,7 +15,7 @@ use aws_lambda_events::kinesis::{KinesisEvent, KinesisEventRecord};
 use aws_lambda_events::streams::{KinesisBatchItemFailure, KinesisEventResponse};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use hub_shared::domain::envelope::{ENVELOPE_VERSION, TelemetryEnvelope};
+use hub_shared::domain::envelope::TelemetryEnvelope;
 use hub_shared::error::Chain;
 use hub_shared::ports::{
     AnalyticsStore, CommitOutcome, DeviceTags, QueueSender, RuleStore, StateKey, StoreError,
@@ -55,14 +55,7 @@ struct Decoded<'a> {
 }
 
 fn decode(record: &KinesisEventRecord) -> Result<TelemetryEnvelope, String> {
-    let envelope = TelemetryEnvelope::from_json(&record.kinesis.data.0)
-        .map_err(|e| format!("not a telemetry envelope: {e}"))?;
-    if envelope.v != ENVELOPE_VERSION {
-        return Err(format!(
-            "envelope version {} is not supported (expected {ENVELOPE_VERSION})",
-            envelope.v
-        ));
-    }
+    let envelope = TelemetryEnvelope::from_record(&record.kinesis.data.0)?;
     if envelope.device_id.as_str() != record.kinesis.partition_key {
         return Err("the envelope's device id differs from the record's partition key".into());
     }

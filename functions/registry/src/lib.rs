@@ -48,6 +48,8 @@ pub struct RegistryConfig {
     pub jobs_table: String,
     pub job_work_queue_url: String,
     pub policies_table: String,
+    /// Whether every device is in the id index (else id-prefix searches read the registry).
+    pub id_index_complete: bool,
 }
 
 impl RegistryConfig {
@@ -60,6 +62,7 @@ impl RegistryConfig {
             jobs_table: env.required(vars::JOBS_TABLE)?,
             job_work_queue_url: env.required(vars::JOB_WORK_QUEUE_URL)?,
             policies_table: env.required(vars::POLICIES_TABLE)?,
+            id_index_complete: env.parse_or(vars::ID_INDEX_COMPLETE, false)?,
         })
     }
 }
@@ -94,6 +97,7 @@ pub fn build(config: &RegistryConfig, clients: &Clients) -> Handler {
         &config.activity.hub_name,
     )
     .with_connected_window(config.activity.connected_window)
+    .with_id_index(config.id_index_complete)
 }
 
 /// Where jobs are kept, and the queue their work items go to.
@@ -119,6 +123,8 @@ pub struct RegistryHandler<R, T, P, Q, M, J> {
     pub outbox_grace: Duration,
     /// A device active this recently counts as connected.
     pub connected_window: Duration,
+    /// Every device is in the id index (see `with_id_index`).
+    pub id_index_complete: bool,
     pub clock: SharedClock,
 }
 
@@ -169,12 +175,20 @@ where
             hub_name: hub_name.into(),
             outbox_grace: Duration::from_secs(30),
             connected_window: DEFAULT_CONNECTED_WINDOW,
+            id_index_complete: false,
             clock: hub_shared::clock::system(),
         }
     }
 
     pub fn with_connected_window(mut self, window: Duration) -> Self {
         self.connected_window = window;
+        self
+    }
+
+    /// Searches by id prefix read the id index alone once it holds every device: a deployment
+    /// older than the index gets there by updating each device (docs/queries.md).
+    pub fn with_id_index(mut self, complete: bool) -> Self {
+        self.id_index_complete = complete;
         self
     }
 

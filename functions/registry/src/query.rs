@@ -115,7 +115,11 @@ impl<R: DeviceRegistry, T: TwinStore, P: PolicyStore, Q: QueueSender, M: MethodC
                 self.twins.tagged(&entries[0], limit, after).await?
             }
             Plan::Tagged(entries) => intersect(&self.twins, entries, limit, after).await?,
-            Plan::IdPrefix(prefix) => self.twins.ids_starting_with(prefix, limit, after).await?,
+            Plan::IdPrefix(prefix) if self.id_index_complete => {
+                self.twins.ids_starting_with(prefix, limit, after).await?
+            }
+            // Devices registered before the index existed are not in it yet: read them all.
+            Plan::IdPrefix(_) => None,
             Plan::Scan => None,
         };
         if let Some(page) = tagged {

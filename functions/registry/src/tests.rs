@@ -1227,3 +1227,34 @@ mod jobs {
         );
     }
 }
+
+#[tokio::test]
+async fn searches_by_id_prefix_read_the_id_index_only_once_it_holds_every_device() {
+    // Registered before the index existed: in the registry, not in the index.
+    let old = || handler_with([device("pump-1"), device("pump-2"), device("fan-1")]);
+    let search = || {
+        RequestBuilder::new("POST /devices/query", "/devices/query", &owner())
+            .text_body(r#"{"query": "SELECT * FROM devices WHERE STARTSWITH(deviceId, 'pu')"}"#)
+            .build()
+    };
+    let ids = |body: &Value| -> Vec<String> {
+        let mut ids: Vec<String> = body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["deviceId"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let (status, found) = call(&old(), search()).await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(ids(&found), ["pump-1", "pump-2"], "the registry is read");
+
+    let trusting = old().with_id_index(true);
+    let (_, found) = call(&trusting, search()).await;
+    assert!(
+        ids(&found).is_empty(),
+        "the (empty) index alone is read when told it is complete"
+    );
+}

@@ -15,7 +15,7 @@ use aws_lambda_events::kinesis::{KinesisEvent, KinesisEventRecord};
 use aws_lambda_events::streams::{KinesisBatchItemFailure, KinesisEventResponse};
 use hub_shared::aws::{AwsEndpoint, Clients, DynamoDbTwinStore, SqsQueue};
 use hub_shared::config::{ConfigError, Env, vars};
-use hub_shared::domain::envelope::{ENVELOPE_VERSION, TelemetryEnvelope};
+use hub_shared::domain::envelope::TelemetryEnvelope;
 use hub_shared::error::Chain;
 use hub_shared::lambda::{Function, InvocationError};
 use hub_shared::ports::{Delivery, Endpoint, QueueSender, TwinStore};
@@ -104,19 +104,6 @@ pub struct RouterHandler<E, T, D> {
     pub metrics: bool,
 }
 
-/// A record's envelope, or why it has none.
-fn decode(record: &KinesisEventRecord) -> Result<TelemetryEnvelope, String> {
-    let envelope = TelemetryEnvelope::from_json(&record.kinesis.data.0)
-        .map_err(|e| format!("not a telemetry envelope: {e}"))?;
-    if envelope.v != ENVELOPE_VERSION {
-        return Err(format!(
-            "envelope version {} is not supported (expected {ENVELOPE_VERSION})",
-            envelope.v
-        ));
-    }
-    Ok(envelope)
-}
-
 /// The record's data as text: the envelope JSON the stream holds.
 fn stored_json(record: &KinesisEventRecord) -> Option<String> {
     String::from_utf8(record.kinesis.data.0.clone()).ok()
@@ -164,13 +151,15 @@ impl<E: Endpoint, T: TwinStore, D: QueueSender> RouterHandler<E, T, D> {
         let decoded: Vec<Option<TelemetryEnvelope>> = records
             .iter()
             .enumerate()
-            .map(|(i, record)| match decode(record) {
-                Ok(envelope) => Some(envelope),
-                Err(reason) => {
-                    dead.push((i, dead_letter(record, None, None, &reason)));
-                    None
-                }
-            })
+            .map(
+                |(i, record)| match TelemetryEnvelope::from_record(&record.kinesis.data.0) {
+                    Ok(envelope) => Some(envelope),
+                    Err(reason) => {
+                        dead.push((i, dead_letter(record, None, None, &reason)));
+                        None
+                    }
+                },
+            )
             .collect();
 
         let twins = match self.twins_of(&decoded).await {

@@ -156,6 +156,19 @@ impl TelemetryEnvelope {
     pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(bytes)
     }
+
+    /// A stream record's data as an envelope of the version this build reads, or why not.
+    pub fn from_record(bytes: &[u8]) -> Result<Self, String> {
+        let envelope =
+            Self::from_json(bytes).map_err(|e| format!("not a telemetry envelope: {e}"))?;
+        if envelope.v != ENVELOPE_VERSION {
+            return Err(format!(
+                "envelope version {} is not supported (expected {ENVELOPE_VERSION})",
+                envelope.v
+            ));
+        }
+        Ok(envelope)
+    }
 }
 
 fn base64_bytes<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {

@@ -8,5 +8,7 @@ log_retention_days  = 1
 # The dashboard draws raw points for charts' latest stretch locally (off by default in AWS: cost).
 analytics_recent_readings = 20
 # The cold path: every message into the archive, in batches of at most 5 s (docs/routing.md).
-archive = { enabled = true, batch_seconds = 5, athena = false }
+archive = { enabled = true, batch_seconds = 5, batch_records = 500, athena = false }
 routes  = [{ name = "archive", endpoint = "archive" }]
+# Made fresh: every device is in the id index from the start.
+registry_id_index_complete = true

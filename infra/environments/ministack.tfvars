@@ -13,5 +13,7 @@ api_invoke_permission_per_route = false
 # The dashboard draws raw points for charts' latest stretch locally (off by default in AWS: cost).
 analytics_recent_readings = 20
 # The cold path, deployed as in AWS (without the Athena table: MiniStack has no Glue).
-archive = { enabled = true, batch_seconds = 5, athena = false }
+archive = { enabled = true, batch_seconds = 5, batch_records = 500, athena = false }
 routes  = [{ name = "archive", endpoint = "archive" }]
+# Made fresh: every device is in the id index from the start.
+registry_id_index_complete = true

@@ -40,6 +40,9 @@ pub struct KinesisMappingOptions {
     /// Without a checkpoint, start after the newest record (LATEST) instead of at the oldest
     /// (TRIM_HORIZON).
     pub start_at_latest: bool,
+    /// Without a checkpoint, start at the first record that arrived at this time or later
+    /// (AT_TIMESTAMP); before `start_at_latest`.
+    pub start_at: Option<std::time::SystemTime>,
 }
 
 impl KinesisMappingOptions {
@@ -58,6 +61,7 @@ impl KinesisMappingOptions {
             on_failure_queue_url: settings.on_failure_queue_url.clone(),
             checkpoint_file: None,
             start_at_latest: settings.starting_position == "LATEST",
+            start_at: None,
         })
     }
 
@@ -234,6 +238,13 @@ impl ShardReader {
             Some(sequence) => request
                 .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
                 .starting_sequence_number(sequence),
+            None if self.options.start_at.is_some() => request
+                .shard_iterator_type(ShardIteratorType::AtTimestamp)
+                .set_timestamp(
+                    self.options
+                        .start_at
+                        .map(aws_sdk_kinesis::primitives::DateTime::from),
+                ),
             None if self.options.start_at_latest => {
                 request.shard_iterator_type(ShardIteratorType::Latest)
             }

@@ -163,7 +163,7 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, T: TwinStore> ArchiverHandler<O, C, 
 
         let envelopes: Vec<(&KinesisEventRecord, TelemetryEnvelope)> = fresh
             .iter()
-            .filter_map(|r| match TelemetryEnvelope::from_json(&r.kinesis.data.0) {
+            .filter_map(|r| match TelemetryEnvelope::from_record(&r.kinesis.data.0) {
                 Ok(envelope) => Some((*r, envelope)),
                 Err(error) => {
                     archived.unreadable += 1;
@@ -209,10 +209,15 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, T: TwinStore> ArchiverHandler<O, C, 
                 arrival,
                 &first.kinesis.sequence_number,
             );
-            let body = gzip(&lines)
+            let count = lines.len();
+            // Compression is the batch's one heavy computation: off the async workers, so
+            // other work on the same runtime (the local gateway's functions) goes on.
+            let body = tokio::task::spawn_blocking(move || gzip(&lines))
+                .await
+                .map_err(|e| StoreError::rejected("compressing an archive object", e))?
                 .map_err(|e| StoreError::rejected("compressing an archive object", e))?;
             self.objects.put_object(&key, body).await?;
-            archived.objects.push((key, lines.len()));
+            archived.objects.push((key, count));
         }
         let moved = self
             .checkpoints

@@ -334,26 +334,19 @@ async fn expired_messages_give_feedback_without_being_received() {
     );
 }
 
-#[tokio::test]
-async fn abandoned_feedback_is_delivered_again() {
-    let gateway = gateway();
-    let device = gateway.register(&unique("fb-abandon")).await;
-    let service = gateway.http();
-    let token = gateway.policy_token("service").await;
-    let sent = send_command(&service, &device.id, "ack me", &[("iothub-ack", "full")]).await;
-    assert_eq!(sent.status().as_u16(), 202);
-    let client = device.client(&gateway.http_url);
-    let message = client.receive().await.unwrap().expect("the command");
-    client.complete(&message.lock_token).await.unwrap();
-    // Take batches off the queue and give them back until ours was among them.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+/// Reads a feedback batch (waiting for one until `deadline`); returns its lock and records.
+async fn take_feedback(
+    service: &hub_tests::Client,
+    token: &str,
+    deadline: tokio::time::Instant,
+) -> (String, Vec<hub_shared::domain::command::FeedbackRecord>) {
     loop {
         assert!(
             tokio::time::Instant::now() < deadline,
             "our feedback never came"
         );
         let response = service
-            .get("/messages/serviceBound/feedback", &token)
+            .get("/messages/serviceBound/feedback", token)
             .send()
             .await
             .unwrap();
@@ -366,24 +359,49 @@ async fn abandoned_feedback_is_delivered_again() {
             .unwrap()
             .trim_matches('"')
             .to_owned();
-        let records: Vec<hub_shared::domain::command::FeedbackRecord> =
-            response.json().await.unwrap();
-        let abandoned = service
-            .post(
-                &format!("/messages/serviceBound/feedback/{lock}/abandon"),
-                &token,
-            )
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(abandoned.status().as_u16(), 204);
-        if records.iter().any(|r| r.device_id == device.id) {
-            break;
-        }
+        return (lock, response.json().await.unwrap());
     }
+}
+
+#[tokio::test]
+async fn abandoned_feedback_is_delivered_again() {
+    // A feedback queue of the test's own: on the shared one, another test's reader may take
+    // (and complete) this test's record between its abandon and its second read.
+    let queue = hub_tests::fresh_queue("fb-abandon").await;
+    let custom =
+        hub_tests::CustomGateway::start(&[(hub_shared::config::vars::FEEDBACK_QUEUE_URL, &queue)])
+            .await;
+    let gateway = gateway();
+    let device = gateway.register(&unique("fb-abandon")).await;
+    let service = custom.client();
+    let token = gateway.policy_token("service").await;
+    let sent = send_command(&service, &device.id, "ack me", &[("iothub-ack", "full")]).await;
+    assert_eq!(sent.status().as_u16(), 202);
+    let client = device.client(&custom.http_url);
+    let message = client.receive().await.unwrap().expect("the command");
+    client.complete(&message.lock_token).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let (lock, records) = take_feedback(&service, &token, deadline).await;
+    assert!(records.iter().any(|r| r.device_id == device.id));
+    let abandoned = service
+        .post(
+            &format!("/messages/serviceBound/feedback/{lock}/abandon"),
+            &token,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(abandoned.status().as_u16(), 204);
     // Abandoned, it is there to be read (and completed) again.
-    let feedback = read_feedback(&device.id, 1).await;
-    assert_eq!(statuses(&feedback), [Outcome::Success]);
+    let (lock, again) = take_feedback(&service, &token, deadline).await;
+    assert_eq!(statuses(&again), [Outcome::Success]);
+    assert_eq!(again[0].device_id, device.id);
+    let completed = service
+        .delete(&format!("/messages/serviceBound/feedback/{lock}"), &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(completed.status().as_u16(), 204);
 }
 
 #[tokio::test]

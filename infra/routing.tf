@@ -105,6 +105,13 @@ module "router" {
 resource "aws_lambda_event_source_mapping" "routing" {
   count = var.deploy_compute && local.routing_delivers ? 1 : 0
 
+  lifecycle {
+    precondition {
+      condition     = !contains(local.routing_arns.kinesis, aws_kinesis_stream.telemetry.arn)
+      error_message = "A routing endpoint is the telemetry stream itself: every routed copy would be routed again, without end. Route to `events` instead."
+    }
+  }
+
   event_source_arn                   = aws_kinesis_stream.telemetry.arn
   function_name                      = module.router.function_arn
   starting_position                  = local.routing_mapping.starting_position

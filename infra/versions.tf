@@ -1,5 +1,6 @@
 terraform {
-  required_version = ">= 1.6"
+  # 1.9: validations that read other variables (routes name routing_endpoints and archive).
+  required_version = ">= 1.9"
 
   required_providers {
     aws = {

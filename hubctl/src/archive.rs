@@ -1,6 +1,5 @@
-//! `hubctl archive replay`: archived messages back into a stream. Objects are picked by the
-//! minute in their names (a batch holds up to 5 minutes after its first record, so the range
-//! opens 5 minutes early), lines by device and enqueued time.
+//! `hubctl archive replay`: archived messages back into a stream. Objects begun after the range
+//! (by the minute in their names) are passed over; lines are picked by device and enqueued time.
 
 use std::io::Read as _;
 
@@ -16,9 +15,6 @@ use crate::CliError;
 use crate::cli::ArchiveCommand;
 use crate::monitor::matches;
 use crate::output::Printer;
-
-/// The longest a batch gathers records (the archive mapping's window).
-const BATCH_SPAN_SECONDS: i64 = 300;
 
 /// The minute an object's name gives, when each date token is a path segment of its own.
 fn object_minute(format: &str, key: &str) -> Option<OffsetDateTime> {
@@ -89,14 +85,16 @@ pub async fn run(command: &ArchiveCommand, printer: &Printer) -> Result<(), CliE
         .prefix(listing_prefix(format, hub))
         .into_paginator()
         .send();
-    let opens = from - time::Duration::seconds(BATCH_SPAN_SECONDS);
     let (mut objects, mut records) = (0usize, Vec::new());
     while let Some(page) = pages.next().await {
         let page =
             page.map_err(|e| failed("listing the archive", &hub_shared::error::Chain(&e)))?;
         for object in page.contents() {
             let key = object.key().unwrap_or_default();
-            if object_minute(format, key).is_some_and(|m| m < opens || m > to) {
+            // An object holds records that arrived from its minute on: one written while the
+            // archiver caught up on a backlog may reach hours later, so only objects begun
+            // after the range are passed over.
+            if object_minute(format, key).is_some_and(|m| m > to) {
                 continue;
             }
             objects += 1;

@@ -29,6 +29,11 @@ pub fn config_from(value: Value) -> Result<RoutingConfig, CliError> {
             .get("routing_endpoints")
             .cloned()
             .unwrap_or_else(|| json!({}));
+        if !endpoints.is_object() {
+            return Err(CliError::Usage(
+                "routing_endpoints must be an object of endpoints by name".into(),
+            ));
+        }
         if value["archive"]["enabled"] == json!(true) {
             let mut archive = json!({ "type": "s3", "arn": "arn:aws:s3:::archive" });
             if let Some(format) = value["archive"].get("file_name_format") {

@@ -3,9 +3,9 @@
 //! endpoint as one gzipped JSON-lines object per batch, then moves the shard's checkpoint.
 //!
 //! Exactly once in the archive: records at or below the checkpoint are skipped, and an object is
-//! named after its first record (shard, arrival minute, sequence number), so a batch delivered
-//! again, split by bisection or cut differently after a failure starts at the record the
-//! checkpoint left off at and overwrites the object an unfinished attempt wrote. Content depends
+//! named after the first record it holds (shard, arrival minute, sequence number), so a batch
+//! delivered again, split by bisection or cut differently after a failure starts where the
+//! checkpoint left off and overwrites the object an unfinished attempt wrote. Content depends
 //! only on the records (gzip without a time stamp), so a repeat writes identical bytes.
 
 use std::collections::{BTreeMap, HashMap};
@@ -90,9 +90,9 @@ pub struct Archived {
     pub unreadable: usize,
 }
 
-/// Sequence numbers are decimal strings of varying length; padded, they compare as text.
+/// Sequence numbers are decimal strings of up to 128 digits; padded, they compare as text.
 fn padded(sequence_number: &str) -> String {
-    format!("{sequence_number:0>64}")
+    format!("{sequence_number:0>128}")
 }
 
 /// The record's shard id (`eventID` is `<shard id>:<sequence>`), and its stream.
@@ -157,7 +157,7 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, T: TwinStore> ArchiverHandler<O, C, 
             })
             .collect();
         archived.already += records.len() - fresh.len();
-        let (Some(first), Some(last)) = (fresh.first(), fresh.last()) else {
+        let Some(last) = fresh.last() else {
             return Ok(());
         };
 
@@ -176,7 +176,7 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, T: TwinStore> ArchiverHandler<O, C, 
         let Some((archive, spec)) = self.table.archive() else {
             return Ok(());
         };
-        let lines: Vec<Value> = envelopes
+        let archived_records: Vec<(&KinesisEventRecord, Value)> = envelopes
             .iter()
             .filter_map(|(record, envelope)| {
                 let twin = twins.get(&envelope.device_id);
@@ -187,11 +187,17 @@ impl<O: ObjectStore, C: ArchiveCheckpoints, T: TwinStore> ArchiverHandler<O, C, 
                     .contains(&archive)
                     .then(|| {
                         let properties = self.table.enriched(envelope, twin, archive);
-                        archive_line(envelope, &properties, &record.kinesis.sequence_number)
+                        let line =
+                            archive_line(envelope, &properties, &record.kinesis.sequence_number);
+                        (*record, line)
                     })
             })
             .collect();
-        if !lines.is_empty() {
+        // Named after the first record it holds: a retry that starts at the same checkpoint
+        // holds the same first record (however the batch was cut), and overwrites.
+        if let Some((first, _)) = archived_records.first() {
+            let first = *first;
+            let lines: Vec<Value> = archived_records.into_iter().map(|(_, l)| l).collect();
             let arrival = first
                 .kinesis
                 .approximate_arrival_timestamp

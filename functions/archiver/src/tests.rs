@@ -229,6 +229,39 @@ async fn a_batch_killed_after_its_write_and_bisected_on_retry_is_archived_exactl
 }
 
 #[tokio::test]
+async fn a_retried_half_with_nothing_to_archive_leaves_no_second_copy() {
+    let archiver = archiver();
+    let envelopes: Vec<_> = (0..6)
+        .map(|i| envelope(i, if i < 3 { "debug" } else { "reading" }))
+        .collect();
+    archiver
+        .checkpoints
+        .crash_next
+        .store(true, Ordering::SeqCst);
+    assert!(
+        archiver
+            .handle_kinesis(&batch(&envelopes, 0, 6))
+            .await
+            .is_err()
+    );
+    // Bisected: the first half archives nothing, the second writes its records again.
+    archiver
+        .handle_kinesis(&batch(&envelopes, 0, 3))
+        .await
+        .unwrap();
+    archiver
+        .handle_kinesis(&batch(&envelopes, 3, 6))
+        .await
+        .unwrap();
+    let mut expected: Vec<String> = envelopes[3..]
+        .iter()
+        .map(|e| e.hub_message_id.clone())
+        .collect();
+    expected.sort();
+    assert_eq!(archived_ids(&archiver), expected);
+}
+
+#[tokio::test]
 async fn the_same_records_always_make_the_same_bytes() {
     let envelopes: Vec<_> = (0..3).map(|i| envelope(i, "reading")).collect();
     let (a, b) = (archiver(), archiver());

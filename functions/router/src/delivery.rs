@@ -7,6 +7,10 @@ use hub_shared::error::Chain;
 use hub_shared::ports::{Delivery, Endpoint, EndpointLimits};
 use hub_shared::publish::RetryPolicy;
 
+/// What an entry carries besides its body, counted against the endpoint's limits: message
+/// attributes (SQS, SNS), source and detail type (EventBridge), partition key (Kinesis).
+const ENTRY_OVERHEAD: usize = 512;
+
 /// Delivers every item or says which (by position in `items`) did not go, and why.
 pub async fn deliver_all<E: Endpoint>(
     endpoint: &E,
@@ -17,7 +21,7 @@ pub async fn deliver_all<E: Endpoint>(
     let mut given_up = Vec::new();
     let mut pending: Vec<usize> = Vec::new();
     for (position, (_, delivery)) in items.iter().enumerate() {
-        if delivery.body.len() > limits.message_bytes {
+        if delivery.body.len() + ENTRY_OVERHEAD > limits.message_bytes {
             given_up.push((
                 position,
                 format!(
@@ -83,7 +87,7 @@ fn calls(
     let mut out: Vec<Vec<usize>> = Vec::new();
     let mut bytes = 0;
     for &position in pending {
-        let size = items[position].1.body.len();
+        let size = items[position].1.body.len() + ENTRY_OVERHEAD;
         let fits = out
             .last()
             .is_some_and(|call| call.len() < limits.messages && bytes + size <= limits.bytes);

@@ -152,10 +152,31 @@ impl FeedbackQueue for SqsQueue {
     }
 }
 
+/// Most bytes of one `SendMessageBatch` (the sum of its bodies), as SQS counts them.
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// Bodies cut into calls of at most 10 messages and [`BATCH_BYTES`], in order (a body larger
+/// than that goes alone, for SQS to judge).
+fn batches(bodies: &[String]) -> Vec<&[String]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, body) in bodies.iter().enumerate() {
+        if i > start && (i - start == 10 || bytes + body.len() > BATCH_BYTES) {
+            out.push(&bodies[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += body.len();
+    }
+    if start < bodies.len() {
+        out.push(&bodies[start..]);
+    }
+    out
+}
+
 impl crate::ports::QueueSender for SqsQueue {
     async fn send_all(&self, bodies: &[String]) -> Result<(), StoreError> {
         const OPERATION: &str = "sending to a queue";
-        for chunk in bodies.chunks(10) {
+        for chunk in batches(bodies) {
             let entries = chunk
                 .iter()
                 .enumerate()
@@ -195,5 +216,21 @@ impl crate::ports::QueueSender for SqsQueue {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_keep_to_ten_messages_and_the_byte_limit() {
+        let small: Vec<String> = (0..23).map(|i| i.to_string()).collect();
+        let sizes: Vec<usize> = batches(&small).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, [10, 10, 3]);
+        let big: Vec<String> = (0..5).map(|_| "x".repeat(100 * 1024)).collect();
+        let sizes: Vec<usize> = batches(&big).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, [2, 2, 1]);
+        assert!(batches(&[]).is_empty());
     }
 }

@@ -493,7 +493,11 @@ fn enrichment_value(text: &str) -> EnrichmentValue {
     if text.eq_ignore_ascii_case("$iothubname") {
         return EnrichmentValue::HubName;
     }
-    let Some(rest) = text.strip_prefix("$twin.") else {
+    let Some(rest) = text
+        .get(..6)
+        .filter(|p| p.eq_ignore_ascii_case("$twin."))
+        .map(|_| &text[6..])
+    else {
         return EnrichmentValue::Static(text.to_owned());
     };
     EnrichmentValue::Twin(

@@ -236,7 +236,8 @@ fn enrichments_stamp_static_values_the_hub_name_and_twin_values_per_endpoint() {
             { "key": "floor", "value": "$twin.tags.deploymentLocation.floor", "endpoints": ["critical"] },
             { "key": "missing", "value": "$twin.tags.nothing", "endpoints": ["critical"] },
             { "key": "processingPath", "value": "cold", "endpoints": ["critical"] },
-            { "key": "team", "value": "ops", "endpoints": ["bus"] }
+            { "key": "team", "value": "ops", "endpoints": ["bus"] },
+            { "key": "site-again", "value": "$Twin.tags.site", "endpoints": ["critical"] }
         ]
     })))
     .unwrap();
@@ -251,6 +252,7 @@ fn enrichments_stamp_static_values_the_hub_name_and_twin_values_per_endpoint() {
     let properties = table.enriched(&message, Some(&twin), critical);
     assert_eq!(properties["hub"], "hub-1");
     assert_eq!(properties["site"], "dublin");
+    assert_eq!(properties["site-again"], "dublin", "$twin is read without regard to case");
     assert_eq!(properties["floor"], "1");
     assert_eq!(properties["missing"], "$twin.tags.nothing");
     assert_eq!(

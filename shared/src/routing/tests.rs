@@ -252,7 +252,10 @@ fn enrichments_stamp_static_values_the_hub_name_and_twin_values_per_endpoint() {
     let properties = table.enriched(&message, Some(&twin), critical);
     assert_eq!(properties["hub"], "hub-1");
     assert_eq!(properties["site"], "dublin");
-    assert_eq!(properties["site-again"], "dublin", "$twin is read without regard to case");
+    assert_eq!(
+        properties["site-again"], "dublin",
+        "$twin is read without regard to case"
+    );
     assert_eq!(properties["floor"], "1");
     assert_eq!(properties["missing"], "$twin.tags.nothing");
     assert_eq!(

@@ -139,15 +139,10 @@ module "archiver" {
 }
 
 locals {
-  archive_mapping = {
+  archive_mapping = merge(local.telemetry_mapping, {
     batch_size                         = var.archive.batch_records
     maximum_batching_window_in_seconds = var.archive.batch_seconds
-    maximum_retry_attempts             = var.analytics_max_retry_attempts
-    maximum_record_age_in_seconds      = var.analytics_max_record_age_seconds
-    bisect_batch_on_function_error     = true
-    starting_position                  = "TRIM_HORIZON"
-    parallelization_factor             = 1
-  }
+  })
 }
 
 resource "aws_lambda_event_source_mapping" "archive" {

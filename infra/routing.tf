@@ -28,15 +28,11 @@ locals {
     for type in ["sqs", "sns", "kinesis", "eventbridge"] :
     type => sort([for e in var.routing_endpoints : e.arn if e.type == type])
   }
-  routing_mapping = {
+  # The stream mappings share analytics' retry, age and bisect settings; only the batching differs.
+  routing_mapping = merge(local.telemetry_mapping, {
     batch_size                         = var.routing_batch_size
     maximum_batching_window_in_seconds = 1
-    maximum_retry_attempts             = var.analytics_max_retry_attempts
-    maximum_record_age_in_seconds      = var.analytics_max_record_age_seconds
-    bisect_batch_on_function_error     = true
-    starting_position                  = "TRIM_HORIZON"
-    parallelization_factor             = 1
-  }
+  })
 }
 
 module "routing_dead_letter" {

@@ -26,48 +26,7 @@ pub fn bucket() -> String {
 /// device first sent), with the object it is in. Older objects are not read: the bucket holds
 /// every message of every test.
 pub async fn archived_lines(device: &str, since: std::time::SystemTime) -> Vec<(String, Value)> {
-    let since = aws_sdk_s3::primitives::DateTime::from(since - Duration::from_secs(5));
-    let client = s3().await;
-    let bucket = bucket();
-    let mut lines = Vec::new();
-    let mut pages = client
-        .list_objects_v2()
-        .bucket(&bucket)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.unwrap_or_else(|e| panic!("list archive: {e:?}"));
-        for object in page.contents() {
-            if object.last_modified().is_some_and(|m| *m < since) {
-                continue;
-            }
-            let key = object.key().unwrap_or_default().to_owned();
-            let body = client
-                .get_object()
-                .bucket(&bucket)
-                .key(&key)
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("get {key}: {e:?}"))
-                .body
-                .collect()
-                .await
-                .unwrap_or_else(|e| panic!("read {key}: {e:?}"))
-                .into_bytes();
-            let mut text = String::new();
-            flate2::read::GzDecoder::new(&body[..])
-                .read_to_string(&mut text)
-                .unwrap_or_else(|e| panic!("{key} is not gzip: {e}"));
-            for line in text.lines() {
-                let line: Value =
-                    serde_json::from_str(line).unwrap_or_else(|e| panic!("{key}: {e}"));
-                if line["SystemProperties"]["connectionDeviceId"] == json!(device) {
-                    lines.push((key.clone(), line));
-                }
-            }
-        }
-    }
-    lines
+    ArchiveReader::default().lines(device, since).await
 }
 
 /// Reads the archive until `device` has `count` lines (or more), or panics after `within`.
@@ -78,8 +37,9 @@ pub async fn wait_for_archive(
     within: Duration,
 ) -> Vec<(String, Value)> {
     let deadline = tokio::time::Instant::now() + within;
+    let mut reader = ArchiveReader::default();
     loop {
-        let lines = archived_lines(device, since).await;
+        let lines = reader.lines(device, since).await;
         if lines.len() >= count {
             return lines;
         }
@@ -88,8 +48,71 @@ pub async fn wait_for_archive(
             "{} of {count} messages of {device} archived within {within:?}",
             lines.len()
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// Reads archive objects, each version once: the emulator's S3 serves every other test too, and
+/// a waiting test that fetched every recent object twice a second slowed them all.
+#[derive(Default)]
+struct ArchiveReader {
+    /// Lines of every device, by object key and entity tag.
+    objects: std::collections::HashMap<(String, String), Vec<Value>>,
+}
+
+impl ArchiveReader {
+    async fn lines(&mut self, device: &str, since: std::time::SystemTime) -> Vec<(String, Value)> {
+        let since = aws_sdk_s3::primitives::DateTime::from(since - Duration::from_secs(5));
+        let client = s3().await;
+        let bucket = bucket();
+        let mut lines = Vec::new();
+        let mut pages = client
+            .list_objects_v2()
+            .bucket(&bucket)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.unwrap_or_else(|e| panic!("list archive: {e:?}"));
+            for object in page.contents() {
+                if object.last_modified().is_some_and(|m| *m < since) {
+                    continue;
+                }
+                let key = object.key().unwrap_or_default().to_owned();
+                let version = (key.clone(), object.e_tag().unwrap_or_default().to_owned());
+                if !self.objects.contains_key(&version) {
+                    let read = read_object(&client, &bucket, &key).await;
+                    self.objects.insert(version.clone(), read);
+                }
+                let device_lines = self.objects[&version]
+                    .iter()
+                    .filter(|line| line["SystemProperties"]["connectionDeviceId"] == json!(device));
+                lines.extend(device_lines.map(|line| (key.clone(), line.clone())));
+            }
+        }
+        lines
+    }
+}
+
+async fn read_object(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<Value> {
+    let body = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("get {key}: {e:?}"))
+        .body
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("read {key}: {e:?}"))
+        .into_bytes();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&body[..])
+        .read_to_string(&mut text)
+        .unwrap_or_else(|e| panic!("{key} is not gzip: {e}"));
+    text.lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{key}: {e}")))
+        .collect()
 }
 
 pub fn message_counts(lines: &[(String, Value)]) -> BTreeMap<String, usize> {

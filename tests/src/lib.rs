@@ -136,12 +136,19 @@ pub fn gateway() -> &'static Gateway {
                 let mut event_sources =
                     hub_local::event_sources::EventSourceOptions::deployed(&hub)
                         .unwrap_or_else(|e| panic!("event sources: {e}"));
-                // Each test binary starts a gateway of its own, with no position in the stream:
-                // the archiver (which would re-read the day's records, all archived already,
-                // beside analytics' own catching up) starts at the records that arrive from a
-                // minute before this gateway on.
-                if let Some(archive) = &mut event_sources.archive {
-                    archive.start_at = Some(std::time::SystemTime::now() - Duration::from_secs(60));
+                // Each test binary starts a gateway of its own, with no position in the stream.
+                // A deployed mapping keeps its position; one that re-read the day's stream (every
+                // earlier suite's records, all processed already) would spend the first minutes
+                // of each binary catching up while its tests wait for their own records. So every
+                // mapping starts at the records that arrive from a minute before this gateway on
+                // (no test sends before its binary's gateway starts).
+                let start_at = std::time::SystemTime::now() - Duration::from_secs(60);
+                event_sources.kinesis.start_at = Some(start_at);
+                for mapping in [&mut event_sources.routing, &mut event_sources.archive]
+                    .into_iter()
+                    .flatten()
+                {
+                    mapping.start_at = Some(start_at);
                 }
                 let options = GatewayOptions {
                     http: Some("127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}"))),

@@ -170,6 +170,25 @@ resource "aws_cloudwatch_metric_alarm" "routing_iterator_age" {
   ok_actions          = local.alarm_actions
 }
 
+resource "aws_cloudwatch_metric_alarm" "routing_events_behind" {
+  count = local.routing_reads_events ? 1 : 0
+
+  alarm_name          = "${var.name_prefix}-routing-events-behind"
+  alarm_description   = "The oldest registry event waiting for the router is more than ${var.analytics_iterator_age_alarm_seconds} s old: routed twin, lifecycle and connection events reach their endpoints late (the router fails, is throttled, or its mapping is disabled)."
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateAgeOfOldestMessage"
+  dimensions          = { QueueName = module.routing_events[0].name }
+  statistic           = "Maximum"
+  period              = 60
+  evaluation_periods  = 5
+  datapoints_to_alarm = 3
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.analytics_iterator_age_alarm_seconds
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+}
+
 resource "aws_cloudwatch_metric_alarm" "api_5xx" {
   count = var.deploy_compute ? 1 : 0
 

@@ -359,7 +359,7 @@ locals {
     }
     ConnectionEvents = {
       actions   = ["sqs:SendMessage"]
-      resources = [module.registry_events.arn]
+      resources = concat([module.registry_events.arn], local.routing_events_arns)
     }
   }
 
@@ -379,7 +379,7 @@ module "registry" {
   timeout_seconds    = local.long_poll_timeout_seconds
   log_retention_days = var.log_retention_days
   tracing_mode       = var.lambda_tracing_mode
-  environment = merge(local.common_environment, {
+  environment = merge(local.common_environment, local.routing_events_environment, {
     HUB_REGISTRY_TABLE            = aws_dynamodb_table.registry.name
     HUB_TWINS_TABLE               = aws_dynamodb_table.twins.name
     HUB_TWIN_TAGS_TABLE           = aws_dynamodb_table.twin_tags.name
@@ -441,7 +441,7 @@ module "registry" {
     }
     LifecycleEvents = {
       actions   = local.sqs_send_batch_actions
-      resources = [module.registry_events.arn]
+      resources = concat([module.registry_events.arn], local.routing_events_arns)
     }
     # Lambda itself records failed scheduled invocations with the function's role.
     PlatformSweepFailures = {
@@ -462,7 +462,7 @@ module "ingest" {
   timeout_seconds    = var.lambda_timeout_seconds
   log_retention_days = var.log_retention_days
   tracing_mode       = var.lambda_tracing_mode
-  environment = merge(local.common_environment, {
+  environment = merge(local.common_environment, local.routing_events_environment, {
     HUB_TELEMETRY_STREAM          = aws_kinesis_stream.telemetry.name
     HUB_REGISTRY_TABLE            = aws_dynamodb_table.registry.name
     HUB_REGISTRY_EVENTS_QUEUE_URL = module.registry_events.url
@@ -565,7 +565,7 @@ module "commands" {
   timeout_seconds    = local.long_poll_timeout_seconds
   log_retention_days = var.log_retention_days
   tracing_mode       = var.lambda_tracing_mode
-  environment = merge(local.common_environment, {
+  environment = merge(local.common_environment, local.routing_events_environment, {
     HUB_REGISTRY_TABLE            = aws_dynamodb_table.registry.name
     HUB_COMMANDS_TABLE            = aws_dynamodb_table.commands.name
     HUB_FEEDBACK_QUEUE_URL        = module.feedback.url

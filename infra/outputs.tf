@@ -182,6 +182,11 @@ output "local_emulation" {
       stream_name          = aws_kinesis_stream.telemetry.name
       on_failure_queue_url = module.archive_failed_batches.url
     }) : null
+    # null when no route reads the registry's events.
+    routing_events_mapping = local.routing_reads_events ? merge(local.routing_events_mapping, {
+      function  = "router"
+      queue_url = module.routing_events[0].url
+    }) : null
     command_requests_mapping = merge(local.command_requests_mapping, {
       function  = "commands"
       queue_url = module.command_requests.url

@@ -2,6 +2,9 @@
 # The router reads the telemetry stream with its own event source mapping (beside analytics'),
 # matches each message against the routes, and delivers it to each chosen custom endpoint once.
 # What no endpoint takes after its retries goes to the routing dead-letter queue with the reason.
+# Routes of the registry's events (twin changes, lifecycle, connection state) read a copy of the
+# registry events queue: the functions that publish events send to both, and the router has an
+# SQS mapping on the copy.
 
 locals {
   routing = {
@@ -15,6 +18,17 @@ locals {
   }
   # The mapping (and its cost) exists only when a route delivers somewhere beyond the stream.
   routing_delivers = length([for r in var.routes : r if r.enabled && !contains(["events", "archive"], r.endpoint)]) > 0
+  # The registry events' copy (and its mapping) exists only when a route reads events.
+  routing_reads_events = length([for r in var.routes : r if r.enabled && r.source != "DeviceMessages"]) > 0
+  routing_events_arns  = module.routing_events[*].arn
+  # What the functions publishing events add to their environment.
+  routing_events_environment = local.routing_reads_events ? {
+    HUB_ROUTING_EVENTS_QUEUE_URL = module.routing_events[0].url
+  } : {}
+  routing_events_mapping = {
+    batch_size                         = 10
+    maximum_batching_window_in_seconds = 1
+  }
   # The archiver's mapping, when a route fills the archive.
   archive_fills = var.archive.enabled && length([for r in var.routes : r if r.enabled && r.endpoint == "archive"]) > 0
 
@@ -45,6 +59,18 @@ module "routing_failed_batches" {
   source            = "./modules/queue"
   name              = "${var.name_prefix}-routing-failed-batches"
   retention_seconds = 1209600
+}
+
+module "routing_events" {
+  source = "./modules/queue"
+  count  = local.routing_reads_events ? 1 : 0
+  name   = "${var.name_prefix}-routing-events"
+  # Lambda's guidance for SQS sources: at least six times the function timeout.
+  visibility_timeout_seconds = 6 * var.analytics_timeout_seconds
+  # The router dead-letters what endpoints refuse; an event it could not even dead-letter comes
+  # back, and after five receives lands there as it was published.
+  dead_letter_arn   = module.routing_dead_letter.arn
+  max_receive_count = 5
 }
 
 module "router" {
@@ -82,6 +108,13 @@ module "router" {
     },
     local.routing_reads_twins ? {
       Twins = { actions = ["dynamodb:BatchGetItem"], resources = [aws_dynamodb_table.twins.arn] }
+    } : {},
+    # The SQS event source mapping polls with the function's role.
+    local.routing_reads_events ? {
+      PlatformConsumeEvents = {
+        actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"]
+        resources = local.routing_events_arns
+      }
     } : {},
     length(local.routing_arns.sqs) == 0 ? {} : {
       RouteToQueues = { actions = local.sqs_send_batch_actions, resources = local.routing_arns.sqs }
@@ -124,4 +157,14 @@ resource "aws_lambda_event_source_mapping" "routing" {
       destination_arn = module.routing_failed_batches.arn
     }
   }
+}
+
+resource "aws_lambda_event_source_mapping" "routing_events" {
+  count = var.deploy_compute && local.routing_reads_events ? 1 : 0
+
+  event_source_arn                   = module.routing_events[0].arn
+  function_name                      = module.router.function_arn
+  batch_size                         = local.routing_events_mapping.batch_size
+  maximum_batching_window_in_seconds = local.routing_events_mapping.maximum_batching_window_in_seconds
+  function_response_types            = ["ReportBatchItemFailures"]
 }

@@ -375,7 +375,7 @@ variable "routing_endpoints" {
 }
 
 variable "routes" {
-  description = "Message routes, in order (Azure's routes): a unique name, the source (DeviceMessages), a condition in Azure's routing query language (default \"true\"), one endpoint (a routing_endpoints name, or \"events\" for the built-in telemetry stream) and whether it is enabled. A condition that does not parse stops the router at cold start with its line and column; `hubctl route check` finds it before apply."
+  description = "Message routes, in order (Azure's routes): a unique name, the source (DeviceMessages, TwinChangeEvents, DeviceLifecycleEvents or DeviceConnectionStateEvents), a condition in Azure's routing query language (default \"true\"), one endpoint (a routing_endpoints name, or \"events\" for the built-in telemetry stream) and whether it is enabled. A condition that does not parse stops the router at cold start with its line and column; `hubctl route check` finds it before apply."
   type = list(object({
     name      = string
     source    = optional(string, "DeviceMessages")
@@ -394,8 +394,12 @@ variable "routes" {
     error_message = "Route names are 1-64 letters, digits, '.', '_' or '-'."
   }
   validation {
-    condition     = alltrue([for r in var.routes : r.source == "DeviceMessages"])
-    error_message = "Only DeviceMessages routes are delivered by this version (twin change, lifecycle and connection events go to the registry events queue)."
+    condition     = alltrue([for r in var.routes : contains(["DeviceMessages", "TwinChangeEvents", "DeviceLifecycleEvents", "DeviceConnectionStateEvents"], r.source)])
+    error_message = "A route's source is DeviceMessages, TwinChangeEvents, DeviceLifecycleEvents or DeviceConnectionStateEvents."
+  }
+  validation {
+    condition     = alltrue([for r in var.routes : r.source == "DeviceMessages" || !contains(["events", "archive"], r.endpoint)])
+    error_message = "Routes of twin change, lifecycle and connection-state events go to custom endpoints (queues, topics, streams, buses): the built-in endpoint and the archive hold device messages."
   }
   validation {
     condition     = alltrue([for r in var.routes : r.endpoint == "events" || contains(keys(var.routing_endpoints), r.endpoint) || (r.endpoint == "archive" && var.archive.enabled)])

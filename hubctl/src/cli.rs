@@ -154,7 +154,29 @@ pub enum RouteCommand {
         /// and enrichments.
         #[arg(long)]
         twin: Option<std::path::PathBuf>,
+        /// What the message is (as `az iot hub message-route test --source`): a device message,
+        /// or a registry event whose notification is `--body` and whose `opType` is the
+        /// source's first (updateTwin, createDeviceIdentity, deviceConnected) unless
+        /// `--property opType=...` says otherwise.
+        #[arg(long, value_enum, default_value_t = Source::DeviceMessages)]
+        source: Source,
     },
+}
+
+/// Azure's routing sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Source {
+    #[value(name = "DeviceMessages", alias = "devicemessages")]
+    DeviceMessages,
+    #[value(name = "TwinChangeEvents", alias = "twinchangeevents")]
+    TwinChangeEvents,
+    #[value(name = "DeviceLifecycleEvents", alias = "devicelifecycleevents")]
+    DeviceLifecycleEvents,
+    #[value(
+        name = "DeviceConnectionStateEvents",
+        alias = "deviceconnectionstateevents"
+    )]
+    DeviceConnectionStateEvents,
 }
 
 #[derive(Args)]

@@ -2,15 +2,19 @@
 //! file, so a route is tried before `terraform apply` ships it.
 
 use hub_shared::DeviceId;
+use hub_shared::domain::device::DeviceStatus;
 use hub_shared::domain::envelope::{
     AuthMethod, DeviceMessage, Properties, Sender, SystemProperties, TelemetryEnvelope,
 };
+use hub_shared::domain::registry::{LifecycleEvent, LifecycleOperation};
 use hub_shared::domain::timestamp::Timestamp;
-use hub_shared::routing::{BUILT_IN_ENDPOINT, MessageView, RouteTable, RoutingConfig};
+use hub_shared::routing::{
+    BUILT_IN_ENDPOINT, MessageView, RouteSource, RouteTable, RoutingConfig, event_message,
+};
 use serde_json::{Value, json};
 
 use crate::CliError;
-use crate::cli::RouteCommand;
+use crate::cli::{RouteCommand, Source};
 use crate::output::Printer;
 
 /// The router's configuration from either spelling: Terraform's variables (`routes`,
@@ -83,6 +87,7 @@ pub fn run(command: &RouteCommand, printer: &Printer) -> Result<(), CliError> {
             content_encoding,
             properties,
             twin,
+            source,
         } => {
             let table = table_from(config)?;
             let properties = properties
@@ -101,25 +106,35 @@ pub fn run(command: &RouteCommand, printer: &Printer) -> Result<(), CliError> {
                 ),
                 None => None,
             };
-            let sender = Sender {
-                device_id: DeviceId::parse(device).map_err(|e| CliError::Usage(e.to_string()))?,
-                generation_id: "0".into(),
-                auth_method: AuthMethod::device_key(),
-            };
-            let envelope = TelemetryEnvelope::stamp(
-                DeviceMessage {
-                    body: body.as_bytes().to_vec(),
+            let device = DeviceId::parse(device).map_err(|e| CliError::Usage(e.to_string()))?;
+            let (source, envelope) = match source {
+                Source::DeviceMessages => (
+                    RouteSource::DeviceMessages,
+                    device_message(device, body, content_type, content_encoding, properties),
+                ),
+                Source::TwinChangeEvents => event(
+                    &table,
+                    device,
+                    LifecycleOperation::UpdateTwin,
+                    body,
                     properties,
-                    system: SystemProperties {
-                        content_type: content_type.clone(),
-                        content_encoding: content_encoding.clone(),
-                        ..Default::default()
-                    },
-                },
-                &sender,
-                Timestamp::now(),
-            );
-            let view = MessageView::new(&envelope, twin.as_ref(), true);
+                )?,
+                Source::DeviceLifecycleEvents => event(
+                    &table,
+                    device,
+                    LifecycleOperation::CreateDeviceIdentity,
+                    body,
+                    properties,
+                )?,
+                Source::DeviceConnectionStateEvents => event(
+                    &table,
+                    device,
+                    LifecycleOperation::DeviceConnected,
+                    body,
+                    properties,
+                )?,
+            };
+            let view = MessageView::new(&envelope, twin.as_ref(), true).of_source(source);
             let decision = table.decide(&view);
             let matched: Vec<&str> = table.names_of(&decision).collect();
             let routes: Vec<Value> = table
@@ -160,6 +175,64 @@ pub fn run(command: &RouteCommand, printer: &Printer) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+fn device_message(
+    device: DeviceId,
+    body: &str,
+    content_type: &Option<String>,
+    content_encoding: &Option<String>,
+    properties: Properties,
+) -> TelemetryEnvelope {
+    let sender = Sender {
+        device_id: device,
+        generation_id: "0".into(),
+        auth_method: AuthMethod::device_key(),
+    };
+    TelemetryEnvelope::stamp(
+        DeviceMessage {
+            body: body.as_bytes().to_vec(),
+            properties,
+            system: SystemProperties {
+                content_type: content_type.clone(),
+                content_encoding: content_encoding.clone(),
+                ..Default::default()
+            },
+        },
+        &sender,
+        Timestamp::now(),
+    )
+}
+
+/// A registry event as the router reads it: `body` is its notification (JSON), `properties`
+/// override Azure's (`opType` among them).
+fn event(
+    table: &RouteTable,
+    device: DeviceId,
+    op_type: LifecycleOperation,
+    body: &str,
+    properties: Properties,
+) -> Result<(RouteSource, TelemetryEnvelope), CliError> {
+    let body = match body.trim() {
+        "" => None,
+        text => Some(serde_json::from_str(text).map_err(|e| {
+            CliError::Usage(format!("--body: an event's notification is JSON: {e}"))
+        })?),
+    };
+    let event = LifecycleEvent {
+        event_id: "test-event".into(),
+        op_type,
+        hub_name: table.hub_name().to_owned(),
+        device_id: device,
+        generation_id: "0".into(),
+        etag: String::new(),
+        status: DeviceStatus::Enabled,
+        operation_timestamp: Timestamp::now(),
+        body,
+    };
+    let (source, mut envelope) = event_message(&event);
+    envelope.properties.extend(properties);
+    Ok((source, envelope))
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! What Lambda does besides HTTP, emulated with the deployed settings (`settings`): the SQS event
 //! source mappings of the `commands` function and of the registry's job work (batches, batching
 //! window, partial batch responses),
-//! the Kinesis mappings of `analytics` and the router (`kinesis_mapping`), and the EventBridge schedule of the
+//! the Kinesis mappings of `analytics`, the router and the archiver (`kinesis_mapping`), the
+//! router's SQS mapping on its copy of the registry events, and the EventBridge schedule of the
 //! sweeps.
 
 use std::sync::Arc;
@@ -28,6 +29,8 @@ pub struct EventSourceOptions {
     pub routing: Option<KinesisMappingOptions>,
     /// The archiver's mapping, when a route fills the archive.
     pub archive: Option<KinesisMappingOptions>,
+    /// The router's mapping on its copy of the registry events, when routes read them.
+    pub routing_events: Option<SqsMappingOptions>,
 }
 
 #[derive(Debug, Clone)]
@@ -56,6 +59,11 @@ impl EventSourceOptions {
                 .archive_mapping
                 .as_ref()
                 .map(KinesisMappingOptions::deployed)
+                .transpose()?,
+            routing_events: settings
+                .routing_events_mapping
+                .as_ref()
+                .map(SqsMappingOptions::deployed)
                 .transpose()?,
         })
     }
@@ -88,6 +96,9 @@ pub fn spawn(hub: Arc<Hub>, options: &EventSourceOptions) -> Vec<JoinHandle<()>>
             options.kinesis.clone(),
         )),
     ];
+    if let Some(events) = &options.routing_events {
+        tasks.push(tokio::spawn(poll_queue(Arc::clone(&hub), events.clone())));
+    }
     for mapping in [&options.routing, &options.archive].into_iter().flatten() {
         tasks.push(tokio::spawn(kinesis_mapping::run(
             Arc::clone(&hub),
@@ -115,7 +126,7 @@ async fn schedule(hub: Arc<Hub>, every: Duration) {
 /// and deletes the records it did not report as failed. Failed records become visible again after
 /// the queue's visibility timeout; SQS's redrive policy moves them to the dead-letter queue after
 /// maxReceiveCount.
-async fn poll_queue(hub: Arc<Hub>, options: SqsMappingOptions) {
+pub async fn poll_queue(hub: Arc<Hub>, options: SqsMappingOptions) {
     let queue_url = options.queue_url.clone();
     let batch_size = options.batch_size.max(1);
     loop {

@@ -156,6 +156,7 @@ impl Hub {
             let recorder = settings
                 .functions
                 .get(function.as_str())
+                .filter(|_| !settings.not_deployed)
                 .and_then(|f| CallRecorder::for_function(function.as_str(), &f.environment));
             function_clients(&sdk, counter, recorder)
         };

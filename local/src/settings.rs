@@ -44,7 +44,16 @@ pub struct LocalSettings {
     pub archive_mapping: Option<KinesisMappingSettings>,
     pub command_requests_mapping: SqsMappingSettings,
     pub job_work_mapping: SqsMappingSettings,
+    /// The router's mapping on its copy of the registry events; absent when no route reads
+    /// events.
+    #[serde(default)]
+    pub routing_events_mapping: Option<SqsMappingSettings>,
     pub schedule: ScheduleSettings,
+    /// Set by tests that run a configuration Terraform did not deploy (variables it would add):
+    /// such a hub's AWS calls are not recorded for the IAM audit, which compares calls with the
+    /// deployed grants.
+    #[serde(skip)]
+    pub not_deployed: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -75,6 +75,9 @@ pub mod vars {
     pub const ROUTING_MAX_ATTEMPTS: &str = "HUB_ROUTING_MAX_ATTEMPTS";
     /// `emf`: per-route and per-endpoint counts as CloudWatch embedded metrics on stdout.
     pub const ROUTING_METRICS: &str = "HUB_ROUTING_METRICS";
+    /// The router's copy of the registry events queue (functions that publish events send
+    /// there too when routes read them).
+    pub const ROUTING_EVENTS_QUEUE_URL: &str = "HUB_ROUTING_EVENTS_QUEUE_URL";
 
     // The archive (archiver)
     pub const ARCHIVE_BUCKET: &str = "HUB_ARCHIVE_BUCKET";
@@ -116,6 +119,11 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         (self.lookup)(name)
             .filter(|v| !v.trim().is_empty())
             .ok_or(ConfigError::Missing(name))
+    }
+
+    /// A variable that may be absent (empty counts as absent).
+    pub fn optional(&self, name: &'static str) -> Option<String> {
+        (self.lookup)(name).filter(|v| !v.trim().is_empty())
     }
 
     pub fn parse_or<T>(&self, name: &'static str, default: T) -> Result<T, ConfigError>

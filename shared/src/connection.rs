@@ -45,6 +45,8 @@ const ATTEMPTS: usize = 3;
 pub struct ActivityConfig {
     pub registry_table: String,
     pub events_queue_url: String,
+    /// The router's copy of the events queue, when routes read the registry's events.
+    pub routing_events_queue_url: Option<String>,
     pub hub_name: String,
     pub connected_window: Duration,
 }
@@ -54,12 +56,19 @@ impl ActivityConfig {
         Ok(Self {
             registry_table: env.required(vars::REGISTRY_TABLE)?,
             events_queue_url: env.required(vars::REGISTRY_EVENTS_QUEUE_URL)?,
+            routing_events_queue_url: env.optional(vars::ROUTING_EVENTS_QUEUE_URL),
             hub_name: env.required(vars::HOST_NAME)?,
             connected_window: env.seconds_or(
                 vars::CONNECTED_WINDOW_SECONDS,
                 DEFAULT_CONNECTED_WINDOW.as_secs(),
             )?,
         })
+    }
+
+    /// The events queue, and the router's copy of it when routes read the events.
+    pub fn events_queue(&self, clients: &Clients) -> SqsQueue {
+        SqsQueue::new(clients.sqs.clone(), &self.events_queue_url)
+            .copying_to(self.routing_events_queue_url.as_deref())
     }
 }
 
@@ -70,7 +79,7 @@ pub type DeployedTracker = ActivityTracker<DynamoDbDeviceRegistry, SqsQueue>;
 pub fn build(config: &ActivityConfig, clients: &Clients) -> DeployedTracker {
     ActivityTracker::new(
         DynamoDbDeviceRegistry::new(clients.dynamodb.clone(), &config.registry_table),
-        SqsQueue::new(clients.sqs.clone(), &config.events_queue_url),
+        config.events_queue(clients),
         &config.hub_name,
         config.connected_window,
     )

@@ -349,7 +349,20 @@ pub struct CustomGateway {
 
 impl CustomGateway {
     pub async fn start(overrides: &[(&'static str, &str)]) -> Self {
-        let hub = Arc::new(custom_hub(overrides).await);
+        Self::with_settings(settings(), overrides).await
+    }
+
+    /// A gateway of the test's own from `settings` changed by the test (e.g. variables a
+    /// configuration the environment does not deploy would add), with `overrides` applied.
+    pub async fn with_settings(
+        settings: LocalSettings,
+        overrides: &[(&'static str, &str)],
+    ) -> Self {
+        let hub = Arc::new(
+            Hub::build(settings, overrides, None)
+                .await
+                .unwrap_or_else(|e| panic!("hub config: {e}")),
+        );
         let options = GatewayOptions {
             http: Some("127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}"))),
             https: None,

@@ -88,7 +88,7 @@ pub fn build(config: &RegistryConfig, clients: &Clients) -> Handler {
             .with_tag_index(&config.twin_tags_table)
             .with_outbox(&config.activity.registry_table),
         DynamoDbPolicyStore::new(clients.dynamodb.clone(), &config.policies_table),
-        SqsQueue::new(clients.sqs.clone(), &config.activity.events_queue_url),
+        config.activity.events_queue(clients),
         DynamoDbMethodCalls::new(clients.dynamodb.clone(), &config.method_calls_table),
         JobPorts {
             store: DynamoDbJobStore::new(clients.dynamodb.clone(), &config.jobs_table),

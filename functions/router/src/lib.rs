@@ -1,9 +1,11 @@
-//! The `router` function: Azure IoT Hub's message routing on the telemetry stream. Each record's
+//! The `router` function: Azure IoT Hub's message routing on the telemetry stream (device
+//! messages) and on the router's copy of the registry events queue (twin change, lifecycle and
+//! connection-state events, see `hub_shared::routing::event_message`). Each message's
 //! envelope is matched against the routes (`hub_shared::routing`), enriched per endpoint, and
 //! delivered to each chosen endpoint once; an endpoint that still fails after its retries gets
 //! its messages dead-lettered with the reason, without holding back the other endpoints or the
 //! shard. Only when even the dead-letter queue cannot take them does the batch report those
-//! records as failed, so Kinesis delivers them again (at least once: endpoints may see a message
+//! records as failed, so Kinesis (or SQS) delivers them again (at least once: endpoints may see a message
 //! twice, always with the same `hubMessageId`).
 
 pub mod delivery;
@@ -12,15 +14,20 @@ pub mod metrics;
 use std::collections::{BTreeSet, HashMap};
 
 use aws_lambda_events::kinesis::{KinesisEvent, KinesisEventRecord};
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_lambda_events::streams::{KinesisBatchItemFailure, KinesisEventResponse};
 use hub_shared::aws::{AwsEndpoint, Clients, DynamoDbTwinStore, SqsQueue};
 use hub_shared::config::{ConfigError, Env, vars};
 use hub_shared::domain::envelope::TelemetryEnvelope;
+use hub_shared::domain::registry::LifecycleEvent;
 use hub_shared::error::Chain;
 use hub_shared::lambda::{Function, InvocationError};
 use hub_shared::ports::{Delivery, Endpoint, QueueSender, TwinStore};
 use hub_shared::publish::RetryPolicy;
-use hub_shared::routing::{MessageView, RouteTable, twin_document};
+use hub_shared::routing::{
+    MessageView, RouteSource, RouteTable, TELEMETRY_EVENT_TYPE, event_message, event_type,
+    twin_document,
+};
 use hub_shared::{DeviceId, domain::envelope::Properties};
 use serde_json::{Value, json};
 
@@ -104,36 +111,59 @@ pub struct RouterHandler<E, T, D> {
     pub metrics: bool,
 }
 
-/// The record's data as text: the envelope JSON the stream holds.
-fn stored_json(record: &KinesisEventRecord) -> Option<String> {
-    String::from_utf8(record.kinesis.data.0.clone()).ok()
+/// One message to route, and where it came from (for its dead letter and its retry).
+struct Incoming<'a> {
+    source: RouteSource,
+    /// Event Grid's name for it (EventBridge's `detail-type`).
+    event_type: &'static str,
+    /// `None`: it did not decode (it is dead-lettered with the reason).
+    envelope: Option<TelemetryEnvelope>,
+    /// The envelope JSON as the stream holds it, delivered as is when not enriched.
+    stored: Option<String>,
+    origin: Origin<'a>,
+}
+
+#[derive(Clone, Copy)]
+enum Origin<'a> {
+    Stream(&'a KinesisEventRecord),
+    Queue(&'a SqsMessage),
 }
 
 /// The envelope as an endpoint receives it: the stream's envelope with the endpoint's
-/// enrichments in its application properties.
-fn routed_body(envelope: &TelemetryEnvelope, properties: Properties) -> String {
+/// enrichments in its application properties; a registry event says its source and has no
+/// sender's authentication.
+fn routed_body(
+    envelope: &TelemetryEnvelope,
+    source: RouteSource,
+    properties: Properties,
+) -> String {
     /// The envelope's fields, borrowed, with other properties: written straight to text.
     #[derive(serde::Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Routed<'a> {
         v: u32,
         hub_message_id: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message_source: Option<&'a str>,
         device_id: &'a str,
         device_generation_id: &'a str,
         enqueued_time: hub_shared::domain::timestamp::Timestamp,
-        auth_method: &'a hub_shared::domain::envelope::AuthMethod,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        auth_method: Option<&'a hub_shared::domain::envelope::AuthMethod>,
         system_properties: &'a hub_shared::domain::envelope::SystemProperties,
         properties: &'a Properties,
         body: String,
     }
     use base64::Engine as _;
+    let telemetry = source == RouteSource::DeviceMessages;
     let routed = Routed {
         v: envelope.v,
         hub_message_id: &envelope.hub_message_id,
+        message_source: (!telemetry).then(|| source.message_source()),
         device_id: envelope.device_id.as_str(),
         device_generation_id: &envelope.device_generation_id,
         enqueued_time: envelope.enqueued_time,
-        auth_method: &envelope.auth_method,
+        auth_method: telemetry.then_some(&envelope.auth_method),
         system_properties: &envelope.system_properties,
         properties: &properties,
         body: base64::engine::general_purpose::STANDARD.encode(&envelope.body),
@@ -143,45 +173,127 @@ fn routed_body(envelope: &TelemetryEnvelope, properties: Properties) -> String {
 }
 
 impl<E: Endpoint, T: TwinStore, D: QueueSender> RouterHandler<E, T, D> {
-    /// Routes one batch; the response names the records Kinesis must deliver again.
+    /// Routes one batch of device messages; the response names the records Kinesis must
+    /// deliver again.
     pub async fn handle_kinesis(&self, event: &KinesisEvent) -> (KinesisEventResponse, Report) {
-        let records = &event.records;
+        let incoming: Vec<Incoming> = event
+            .records
+            .iter()
+            .map(|record| {
+                let decoded = TelemetryEnvelope::from_record(&record.kinesis.data.0);
+                Incoming {
+                    source: RouteSource::DeviceMessages,
+                    event_type: TELEMETRY_EVENT_TYPE,
+                    stored: decoded
+                        .is_ok()
+                        .then(|| String::from_utf8(record.kinesis.data.0.clone()).ok())
+                        .flatten(),
+                    envelope: decoded.ok(),
+                    origin: Origin::Stream(record),
+                }
+            })
+            .collect();
+        let (retry, report) = self.route(&incoming).await;
+        let mut response = KinesisEventResponse::default();
+        response.batch_item_failures = retry
+            .into_iter()
+            .filter_map(|i| event.records.get(i))
+            .map(|r| {
+                let mut failure = KinesisBatchItemFailure::default();
+                failure.item_identifier = Some(r.kinesis.sequence_number.clone());
+                failure
+            })
+            .collect();
+        (response, report)
+    }
+
+    /// Routes one batch of the registry's events (its events queue, copied for the router);
+    /// the response names the messages SQS must deliver again.
+    pub async fn handle_events(&self, event: &SqsEvent) -> (SqsBatchResponse, Report) {
+        let incoming: Vec<Incoming> = event
+            .records
+            .iter()
+            .map(|message| {
+                let event = message
+                    .body
+                    .as_deref()
+                    .and_then(|body| serde_json::from_str::<LifecycleEvent>(body).ok());
+                let decoded = event.as_ref().map(event_message);
+                Incoming {
+                    source: decoded
+                        .as_ref()
+                        .map_or(RouteSource::DeviceLifecycleEvents, |(source, _)| *source),
+                    event_type: event
+                        .as_ref()
+                        .map_or(TELEMETRY_EVENT_TYPE, |e| event_type(e.op_type)),
+                    envelope: decoded.map(|(_, envelope)| envelope),
+                    stored: None,
+                    origin: Origin::Queue(message),
+                }
+            })
+            .collect();
+        let (retry, report) = self.route(&incoming).await;
+        let mut response = SqsBatchResponse::default();
+        response.batch_item_failures = retry
+            .into_iter()
+            .filter_map(|i| event.records.get(i))
+            .map(|m| {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = m.message_id.clone().unwrap_or_default();
+                failure
+            })
+            .collect();
+        (response, report)
+    }
+
+    /// Decides, enriches, delivers and dead-letters; returns the positions of the messages to
+    /// deliver again (only those whose dead letters could not be sent).
+    async fn route(&self, incoming: &[Incoming<'_>]) -> (BTreeSet<usize>, Report) {
         let mut report = Report::default();
-        let mut dead: Vec<(usize, String)> = Vec::new();
-        let decoded: Vec<Option<TelemetryEnvelope>> = records
+        let mut dead: Vec<(usize, String)> = incoming
             .iter()
             .enumerate()
-            .map(
-                |(i, record)| match TelemetryEnvelope::from_record(&record.kinesis.data.0) {
-                    Ok(envelope) => Some(envelope),
-                    Err(reason) => {
-                        dead.push((i, dead_letter(record, None, None, &reason)));
-                        None
+            .filter(|(_, item)| item.envelope.is_none())
+            .map(|(i, item)| {
+                let reason = match item.origin {
+                    Origin::Stream(record) => {
+                        TelemetryEnvelope::from_record(&record.kinesis.data.0)
+                            .err()
+                            .unwrap_or_default()
                     }
-                },
-            )
+                    Origin::Queue(_) => "not a registry event".to_owned(),
+                };
+                (i, dead_letter(item, None, &reason))
+            })
             .collect();
 
-        let twins = match self.twins_of(&decoded).await {
+        let twins = match self.twins_of(incoming).await {
             Ok(twins) => twins,
             Err(error) => {
                 tracing::error!(error = %Chain(&error), "cannot read the twins routes need; the batch is retried");
-                return (failed(records, 0..records.len()), report);
+                return ((0..incoming.len()).collect(), report);
             }
         };
 
         let mut routed: Vec<Vec<(usize, Delivery)>> = vec![Vec::new(); self.endpoints.len()];
-        for (i, envelope) in decoded.iter().enumerate() {
-            let Some(envelope) = envelope else { continue };
+        for (i, item) in incoming.iter().enumerate() {
+            let Some(envelope) = &item.envelope else {
+                continue;
+            };
             let twin = twins.get(&envelope.device_id);
-            let view = MessageView::new(envelope, twin, self.table.reads_body());
+            let view =
+                MessageView::new(envelope, twin, self.table.reads_body()).of_source(item.source);
             let decision = self.table.decide(&view);
             report.decided(&self.table, &decision);
             for &endpoint in &decision.endpoints {
                 // Without enrichments an endpoint receives the envelope exactly as stored.
-                let body = match (self.table.enriches(endpoint), stored_json(&records[i])) {
-                    (false, Some(stored)) => stored,
-                    _ => routed_body(envelope, self.table.enriched(envelope, twin, endpoint)),
+                let body = match (self.table.enriches(endpoint), &item.stored) {
+                    (false, Some(stored)) => stored.clone(),
+                    _ => routed_body(
+                        envelope,
+                        item.source,
+                        self.table.enriched(envelope, twin, endpoint),
+                    ),
                 };
                 if let Some(list) = routed.get_mut(endpoint) {
                     list.push((
@@ -190,6 +302,7 @@ impl<E: Endpoint, T: TwinStore, D: QueueSender> RouterHandler<E, T, D> {
                             id: envelope.hub_message_id.clone(),
                             device_id: envelope.device_id.as_str().to_owned(),
                             body,
+                            event_type: item.event_type,
                         },
                     ));
                 }
@@ -216,27 +329,24 @@ impl<E: Endpoint, T: TwinStore, D: QueueSender> RouterHandler<E, T, D> {
             report.delivered(&name, items.len() - outcome.len());
             report.failed(&name, outcome.len());
             for (position, reason) in outcome {
-                let Some((record, _)) = items.get(position) else {
+                let Some((index, _)) = items.get(position) else {
                     continue;
                 };
-                let Some(kinesis) = records.get(*record) else {
+                let Some(item) = incoming.get(*index) else {
                     continue;
                 };
-                dead.push((
-                    *record,
-                    dead_letter(kinesis, decoded[*record].as_ref(), Some(&name), &reason),
-                ));
+                dead.push((*index, dead_letter(item, Some(&name), &reason)));
             }
         }
 
-        let mut unsafe_records = BTreeSet::new();
+        let mut retry = BTreeSet::new();
         if !dead.is_empty() {
             let bodies: Vec<String> = dead.iter().map(|(_, body)| body.clone()).collect();
             match self.send_dead_letters(&bodies).await {
                 Ok(()) => report.dead_lettered(&dead),
                 Err(error) => {
-                    tracing::error!(error = %Chain(&error), records = dead.len(), "dead letters could not be sent; their records are retried");
-                    unsafe_records.extend(dead.iter().map(|(record, _)| *record));
+                    tracing::error!(error = %Chain(&error), messages = dead.len(), "dead letters could not be sent; their messages are retried");
+                    retry.extend(dead.iter().map(|(index, _)| *index));
                 }
             }
         }
@@ -245,19 +355,19 @@ impl<E: Endpoint, T: TwinStore, D: QueueSender> RouterHandler<E, T, D> {
                 println!("{line}");
             }
         }
-        (failed(records, unsafe_records), report)
+        (retry, report)
     }
 
     async fn twins_of(
         &self,
-        decoded: &[Option<TelemetryEnvelope>],
+        incoming: &[Incoming<'_>],
     ) -> Result<HashMap<DeviceId, Value>, hub_shared::ports::StoreError> {
         if !self.table.reads_twin() {
             return Ok(HashMap::new());
         }
-        let devices: BTreeSet<(DeviceId, String)> = decoded
+        let devices: BTreeSet<(DeviceId, String)> = incoming
             .iter()
-            .flatten()
+            .filter_map(|item| item.envelope.as_ref())
             .map(|e| (e.device_id.clone(), e.device_generation_id.clone()))
             .collect();
         let devices: Vec<_> = devices.into_iter().collect();
@@ -286,50 +396,57 @@ impl<E: Endpoint, T: TwinStore, D: QueueSender> RouterHandler<E, T, D> {
     }
 }
 
-/// What a dead letter says: why, which endpoint, which message and where it is in the stream.
-fn dead_letter(
-    record: &KinesisEventRecord,
-    envelope: Option<&TelemetryEnvelope>,
-    endpoint: Option<&str>,
-    reason: &str,
-) -> String {
+/// What a dead letter says: why, which endpoint, which message and where it came from (its
+/// stream position, or its message id in the registry events' queue).
+fn dead_letter(item: &Incoming<'_>, endpoint: Option<&str>, reason: &str) -> String {
+    let envelope = item.envelope.as_ref();
     let whole = envelope
         .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
         .filter(|v| v.to_string().len() <= DEAD_LETTER_ENVELOPE_BYTES);
-    json!({
+    let mut letter = json!({
         "reason": reason,
         "endpoint": endpoint,
         "hubMessageId": envelope.map(|e| e.hub_message_id.as_str()),
-        "deviceId": envelope.map(|e| e.device_id.as_str()).unwrap_or(&record.kinesis.partition_key),
-        "sequenceNumber": record.kinesis.sequence_number,
-        "eventSourceArn": record.event_source_arn,
         "envelope": whole,
-    })
-    .to_string()
-}
-
-fn failed(
-    records: &[KinesisEventRecord],
-    which: impl IntoIterator<Item = usize>,
-) -> KinesisEventResponse {
-    let mut response = KinesisEventResponse::default();
-    response.batch_item_failures = which
-        .into_iter()
-        .filter_map(|i| records.get(i))
-        .map(|r| {
-            let mut failure = KinesisBatchItemFailure::default();
-            failure.item_identifier = Some(r.kinesis.sequence_number.clone());
-            failure
-        })
-        .collect();
-    response
+    });
+    let device = envelope.map(|e| e.device_id.as_str().to_owned());
+    match item.origin {
+        Origin::Stream(record) => {
+            letter["deviceId"] =
+                json!(device.unwrap_or_else(|| record.kinesis.partition_key.clone()));
+            letter["sequenceNumber"] = json!(record.kinesis.sequence_number);
+            letter["eventSourceArn"] = json!(record.event_source_arn);
+        }
+        Origin::Queue(message) => {
+            letter["deviceId"] = json!(device);
+            letter["messageSource"] = json!(item.source.message_source());
+            letter["sqsMessageId"] = json!(message.message_id);
+            letter["eventSourceArn"] = json!(message.event_source_arn);
+            if envelope.is_none() {
+                letter["body"] = json!(message.body.as_deref().map(|b| {
+                    b.chars()
+                        .take(DEAD_LETTER_ENVELOPE_BYTES)
+                        .collect::<String>()
+                }));
+            }
+        }
+    }
+    letter.to_string()
 }
 
 impl<E: Endpoint, T: TwinStore, D: QueueSender> Function for RouterHandler<E, T, D> {
     async fn invoke(&self, event: Value) -> Result<Value, InvocationError> {
-        let batch: KinesisEvent = hub_shared::lambda::event(event)?;
-        let (response, _) = self.handle_kinesis(&batch).await;
-        hub_shared::lambda::response(&response)
+        // The router has two mappings: the telemetry stream, and the registry events' queue.
+        let from_queue = event["Records"][0]["eventSource"] == "aws:sqs";
+        if from_queue {
+            let batch: SqsEvent = hub_shared::lambda::event(event)?;
+            let (response, _) = self.handle_events(&batch).await;
+            hub_shared::lambda::response(&response)
+        } else {
+            let batch: KinesisEvent = hub_shared::lambda::event(event)?;
+            let (response, _) = self.handle_kinesis(&batch).await;
+            hub_shared::lambda::response(&response)
+        }
     }
 }
 

@@ -366,3 +366,206 @@ fn the_configuration_is_read_from_the_environment_and_bad_routes_stop_the_cold_s
         "{error}"
     );
 }
+
+fn registry_event(
+    op_type: hub_shared::domain::registry::LifecycleOperation,
+    device: &str,
+    body: Option<Value>,
+) -> LifecycleEvent {
+    LifecycleEvent {
+        event_id: format!("event-{device}-{}", op_type.as_str()),
+        op_type,
+        hub_name: "hub-1".into(),
+        device_id: DeviceId::parse(device).unwrap(),
+        generation_id: "1".into(),
+        etag: "AAAAAAAAAAE=".into(),
+        status: hub_shared::domain::device::DeviceStatus::Enabled,
+        operation_timestamp: Timestamp::now(),
+        body,
+    }
+}
+
+fn sqs_batch(bodies: &[String]) -> SqsEvent {
+    let records: Vec<Value> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            json!({
+                "messageId": format!("m-{i}"),
+                "body": body,
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:r:1:routing-events",
+            })
+        })
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).unwrap()
+}
+
+fn events_router(endpoints: [FakeEndpoint; 2]) -> TestRouter {
+    let mut router = router(endpoints);
+    router.table = RouteTable::from_json(
+        &json!({
+            "hubName": "hub-1",
+            "endpoints": {
+                "critical": { "type": "sqs", "arn": "arn:aws:sqs:r:1:critical", "url": "http://q/critical" },
+                "everything": { "type": "kinesis", "arn": "arn:aws:kinesis:r:1:stream/all" }
+            },
+            "routes": [
+                { "name": "eco", "source": "TwinChangeEvents",
+                  "condition": "opType = 'updateTwin' AND $body.properties.desired.mode = 'eco'", "endpoint": "critical" },
+                { "name": "deletions", "source": "DeviceLifecycleEvents",
+                  "condition": "opType = 'deleteDeviceIdentity' AND $iothub-message-source = 'deviceLifecycleEvents'", "endpoint": "everything" },
+                { "name": "telemetry", "endpoint": "everything" }
+            ],
+            "enrichments": [{ "key": "site", "value": "$twin.tags.site", "endpoints": ["critical"] }]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    router
+}
+
+#[tokio::test]
+async fn registry_events_are_routed_by_their_source_with_azure_properties() {
+    use hub_shared::domain::registry::LifecycleOperation as Op;
+    let router = events_router(Default::default());
+    tag(&router, "d-1", "dublin").await;
+    let eco = registry_event(
+        Op::UpdateTwin,
+        "d-1",
+        Some(json!({"version": 3, "properties": {"desired": {"mode": "eco"}}})),
+    );
+    let other_patch = registry_event(
+        Op::ReplaceTwin,
+        "d-2",
+        Some(json!({"version": 2, "properties": {"desired": {"mode": "eco"}}})),
+    );
+    let deleted = registry_event(Op::DeleteDeviceIdentity, "d-3", None);
+    let connected = registry_event(
+        Op::DeviceConnected,
+        "d-4",
+        Some(json!({"sequenceNumber": "01"})),
+    );
+    let bodies: Vec<String> = [&eco, &other_patch, &deleted, &connected]
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap())
+        .collect();
+    let (response, report) = router.handle_events(&sqs_batch(&bodies)).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert!(router.dead_letters.sent().is_empty());
+
+    // The twin change went to its route's endpoint, enriched, as an envelope saying its source.
+    let critical = bodies_of(&router.endpoints[0]);
+    assert_eq!(critical.len(), 1, "{critical:?}");
+    let routed = &critical[0];
+    assert_eq!(routed["hubMessageId"], eco.event_id);
+    assert_eq!(routed["messageSource"], "twinChangeEvents");
+    assert!(routed.get("authMethod").is_none(), "{routed}");
+    assert_eq!(routed["properties"]["opType"], "updateTwin");
+    assert_eq!(
+        routed["properties"]["iothub-message-schema"],
+        "twinChangeNotification"
+    );
+    assert_eq!(routed["properties"]["hubName"], "hub-1");
+    assert_eq!(routed["properties"]["site"], "dublin");
+    let body = decoded_body(routed);
+    assert_eq!(body["properties"]["desired"]["mode"], "eco");
+
+    // The deletion went to its own; the device-message route took no event, and events do not
+    // fall back.
+    let everything = bodies_of(&router.endpoints[1]);
+    assert_eq!(everything.len(), 1, "{everything:?}");
+    assert_eq!(everything[0]["messageSource"], "deviceLifecycleEvents");
+    assert_eq!(decoded_body(&everything[0])["deviceId"], "d-3");
+    assert_eq!(report.fallback, 0);
+    assert_eq!(report.unrouted, 2, "the other patch and the connection");
+}
+
+#[tokio::test]
+async fn an_event_that_does_not_decode_or_cannot_be_delivered_is_dead_lettered_with_its_queue_position()
+ {
+    use hub_shared::domain::registry::LifecycleOperation as Op;
+    let refusing = FakeEndpoint {
+        refusing: true,
+        ..Default::default()
+    };
+    let router = events_router([refusing, FakeEndpoint::default()]);
+    let eco = registry_event(
+        Op::UpdateTwin,
+        "d-1",
+        Some(json!({"version": 3, "properties": {"desired": {"mode": "eco"}}})),
+    );
+    let bodies = vec![
+        "not an event".to_owned(),
+        serde_json::to_string(&eco).unwrap(),
+    ];
+    let (response, _) = router.handle_events(&sqs_batch(&bodies)).await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "dead-lettered, not retried"
+    );
+    let letters: Vec<Value> = router
+        .dead_letters
+        .sent()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert_eq!(letters[0]["sqsMessageId"], "m-0");
+    assert_eq!(letters[0]["body"], "not an event");
+    assert_eq!(letters[1]["endpoint"], "critical");
+    assert_eq!(letters[1]["hubMessageId"], eco.event_id);
+    assert_eq!(letters[1]["messageSource"], "twinChangeEvents");
+    assert_eq!(
+        letters[1]["eventSourceArn"],
+        "arn:aws:sqs:r:1:routing-events"
+    );
+
+    // When even the dead-letter queue fails, SQS delivers the messages again.
+    let router = events_router([
+        FakeEndpoint {
+            refusing: true,
+            ..Default::default()
+        },
+        FakeEndpoint::default(),
+    ]);
+    router
+        .dead_letters
+        .unavailable
+        .store(true, Ordering::SeqCst);
+    let (response, _) = router.handle_events(&sqs_batch(&bodies)).await;
+    let retried: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(retried, ["m-0", "m-1"]);
+}
+
+#[tokio::test]
+async fn the_function_takes_either_mapping_s_events() {
+    use hub_shared::domain::registry::LifecycleOperation as Op;
+    let router = events_router(Default::default());
+    let deleted = registry_event(Op::DeleteDeviceIdentity, "d-3", None);
+    let event =
+        serde_json::to_value(sqs_batch(&[serde_json::to_string(&deleted).unwrap()])).unwrap();
+    let response = router.invoke(event).await.unwrap();
+    assert_eq!(response["batchItemFailures"], json!([]));
+    assert_eq!(bodies_of(&router.endpoints[1]).len(), 1);
+    let telemetry = envelope("d-1", &[], "{}");
+    let event = serde_json::to_value(batch(&[telemetry.to_json()])).unwrap();
+    router.invoke(event).await.unwrap();
+    assert_eq!(bodies_of(&router.endpoints[1]).len(), 2);
+}
+
+fn bodies_of(endpoint: &Option<FakeEndpoint>) -> Vec<Value> {
+    bodies(endpoint.as_ref().unwrap())
+}
+
+fn decoded_body(routed: &Value) -> Value {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(routed["body"].as_str().unwrap())
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}

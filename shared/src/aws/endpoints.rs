@@ -14,7 +14,7 @@ const DEVICE_ATTRIBUTE: &str = "iothub-connection-device-id";
 const MESSAGE_ATTRIBUTE: &str = "iothub-message-id";
 
 /// What EventBridge events of routed telemetry are called (Azure Event Grid's event type).
-pub const TELEMETRY_DETAIL_TYPE: &str = "Microsoft.Devices.DeviceTelemetry";
+pub const TELEMETRY_DETAIL_TYPE: &str = crate::routing::TELEMETRY_EVENT_TYPE;
 
 #[derive(Clone)]
 pub enum AwsEndpoint {
@@ -235,7 +235,7 @@ impl Endpoint for AwsEndpoint {
                         aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
                             .event_bus_name(bus)
                             .source(source)
-                            .detail_type(TELEMETRY_DETAIL_TYPE)
+                            .detail_type(d.event_type)
                             .detail(&d.body)
                             .build()
                     })

@@ -17,6 +17,8 @@ use crate::ports::{DeadLetters, FeedbackBatch, FeedbackQueue, StoreError, TokenO
 pub struct SqsQueue {
     client: Client,
     url: String,
+    /// Queues that get a copy of every message sent (`send_all`).
+    copies: Vec<String>,
 }
 
 impl SqsQueue {
@@ -24,7 +26,17 @@ impl SqsQueue {
         Self {
             client,
             url: url.into(),
+            copies: Vec::new(),
         }
+    }
+
+    /// Sends a copy of every message to `url` too (the registry's events to the router's
+    /// queue, when routes read them): a fan-out as SNS would do, without a topic in front of
+    /// a queue that back ends already read. A send succeeds once every queue has the message.
+    pub fn copying_to(mut self, url: Option<&str>) -> Self {
+        self.copies
+            .extend(url.filter(|u| !u.is_empty()).map(str::to_owned));
+        self
     }
 
     pub fn url(&self) -> &str {
@@ -175,6 +187,15 @@ fn batches(bodies: &[String]) -> Vec<&[String]> {
 
 impl crate::ports::QueueSender for SqsQueue {
     async fn send_all(&self, bodies: &[String]) -> Result<(), StoreError> {
+        for url in std::iter::once(&self.url).chain(&self.copies) {
+            self.send_to(url, bodies).await?;
+        }
+        Ok(())
+    }
+}
+
+impl SqsQueue {
+    async fn send_to(&self, url: &str, bodies: &[String]) -> Result<(), StoreError> {
         const OPERATION: &str = "sending to a queue";
         for chunk in batches(bodies) {
             let entries = chunk
@@ -191,7 +212,7 @@ impl crate::ports::QueueSender for SqsQueue {
             let output = self
                 .client
                 .send_message_batch()
-                .queue_url(&self.url)
+                .queue_url(url)
                 .set_entries(Some(entries))
                 .send()
                 .await

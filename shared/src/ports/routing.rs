@@ -13,6 +13,8 @@ pub struct Delivery {
     /// The sending device: the partition key, FIFO group or ordering key.
     pub device_id: String,
     pub body: String,
+    /// What the message is, by Event Grid's event types (EventBridge's `detail-type`).
+    pub event_type: &'static str,
 }
 
 /// How much one call may carry.

@@ -1,6 +1,7 @@
 //! A device message as routing queries see it: `$`-names are system properties, other names are
 //! application properties (matched without regard to case, as Azure does), `$body.<path>` reads
-//! a JSON body, and `$twin.<path>` the sender's twin.
+//! a JSON body, and `$twin.<path>` the sender's twin. The registry's events are read the same way
+//! (see `events`), with their source in `$iothub-message-source`.
 
 use std::borrow::Cow;
 
@@ -8,9 +9,11 @@ use serde_json::Value;
 
 use crate::domain::envelope::TelemetryEnvelope;
 use crate::query::{Document, Path, Segment, walk};
+use crate::routing::RouteSource;
 
 pub struct MessageView<'a> {
     envelope: &'a TelemetryEnvelope,
+    source: RouteSource,
     body: Option<Value>,
     twin: Option<&'a Value>,
 }
@@ -21,9 +24,20 @@ impl<'a> MessageView<'a> {
     pub fn new(envelope: &'a TelemetryEnvelope, twin: Option<&'a Value>, parse_body: bool) -> Self {
         Self {
             envelope,
+            source: RouteSource::DeviceMessages,
             body: parse_body.then(|| json_body(envelope)).flatten(),
             twin,
         }
+    }
+
+    /// The same message read as one of `source` (a registry event, see `event_message`).
+    pub fn of_source(mut self, source: RouteSource) -> Self {
+        self.source = source;
+        self
+    }
+
+    pub fn source(&self) -> RouteSource {
+        self.source
     }
 }
 
@@ -73,11 +87,13 @@ impl Document for MessageView<'_> {
                 "connectiondevicegenerationid" | "iothub-connection-auth-generation-id" => {
                     text(&envelope.device_generation_id)
                 }
-                "iothub-connection-auth-method" => {
+                "iothub-connection-auth-method" if self.source == RouteSource::DeviceMessages => {
                     text(&serde_json::to_string(&envelope.auth_method).ok()?)
                 }
                 "enqueuedtime" | "iothub-enqueuedtime" => text(&envelope.enqueued_time.to_string()),
-                "iothub-message-source" => text("Telemetry"),
+                "iothub-message-source" => text(self.source.message_source()),
+                // Azure stamps the events' schema as a property, and queries name it with `$`.
+                "iothub-message-schema" => text(envelope.properties.get("iothub-message-schema")?),
                 _ => None,
             };
         }

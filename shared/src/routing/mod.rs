@@ -9,6 +9,7 @@
 //! a condition that does not parse is refused with its line and column.
 
 pub mod archive;
+mod events;
 mod message;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,6 +21,7 @@ use crate::domain::envelope::{Properties, TelemetryEnvelope};
 use crate::domain::twin::Twin;
 use crate::query::{Expr, Segment, holds, parse_condition, walk};
 
+pub use events::{TELEMETRY_EVENT_TYPE, event_message, event_type, source_of};
 pub use message::MessageView;
 
 /// The built-in endpoint: the telemetry stream every accepted message is written to.
@@ -78,13 +80,36 @@ pub struct EndpointSpec {
     pub file_name_format: Option<String>,
 }
 
-/// What a route reads. Only device messages are routed by this version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What a route reads: device messages (from the telemetry stream) or the registry's events
+/// (from the router's copy of the registry events queue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum RouteSource {
     DeviceMessages,
     TwinChangeEvents,
     DeviceLifecycleEvents,
     DeviceConnectionStateEvents,
+}
+
+impl RouteSource {
+    /// Azure's `iothub-message-source` for messages of this source.
+    pub fn message_source(self) -> &'static str {
+        match self {
+            RouteSource::DeviceMessages => "Telemetry",
+            RouteSource::TwinChangeEvents => "twinChangeEvents",
+            RouteSource::DeviceLifecycleEvents => "deviceLifecycleEvents",
+            RouteSource::DeviceConnectionStateEvents => "deviceConnectionStateEvents",
+        }
+    }
+
+    /// Azure's `iothub-message-schema` of the source's events.
+    pub fn message_schema(self) -> Option<&'static str> {
+        match self {
+            RouteSource::DeviceMessages => None,
+            RouteSource::TwinChangeEvents => Some("twinChangeNotification"),
+            RouteSource::DeviceLifecycleEvents => Some("deviceLifecycleNotification"),
+            RouteSource::DeviceConnectionStateEvents => Some("deviceConnectionStateNotification"),
+        }
+    }
 }
 
 fn default_source() -> RouteSource {
@@ -171,6 +196,7 @@ enum Target {
 #[derive(Debug, Clone)]
 struct Route {
     name: String,
+    source: RouteSource,
     condition: Expr,
     target: Target,
 }
@@ -294,12 +320,6 @@ impl RouteTable {
                     spec.name
                 )));
             }
-            if spec.source != RouteSource::DeviceMessages {
-                return Err(invalid(format!(
-                    "route {}: source {:?} is not routed by this version (only DeviceMessages)",
-                    spec.name, spec.source
-                )));
-            }
             let condition =
                 parse_condition(&spec.condition).map_err(|e| RoutingError::Condition {
                     route: spec.name.clone(),
@@ -315,9 +335,26 @@ impl RouteTable {
                     ))
                 })?)
             };
+            if spec.source != RouteSource::DeviceMessages {
+                // Both read the telemetry stream, which holds device messages only.
+                let stream_bound = match target {
+                    Target::BuiltIn => true,
+                    Target::Custom(e) => config
+                        .endpoints
+                        .get(&endpoint_names[e])
+                        .is_some_and(|e| e.kind == EndpointKind::S3),
+                };
+                if stream_bound {
+                    return Err(invalid(format!(
+                        "route {}: {:?} go to custom queues, topics, streams and buses; the built-in endpoint and the archive hold device messages",
+                        spec.name, spec.source
+                    )));
+                }
+            }
             if spec.enabled {
                 routes.push(Route {
                     name: spec.name.clone(),
+                    source: spec.source,
                     condition,
                     target,
                 });
@@ -383,6 +420,13 @@ impl RouteTable {
         })
     }
 
+    /// Whether any enabled route reads the registry's events (so they are copied to the router).
+    pub fn routes_events(&self) -> bool {
+        self.routes
+            .iter()
+            .any(|r| r.source != RouteSource::DeviceMessages)
+    }
+
     /// Whether any route or enrichment reads the device's twin (so the router reads twins).
     pub fn reads_twin(&self) -> bool {
         self.reads_twin
@@ -422,10 +466,13 @@ impl RouteTable {
     }
 
     /// Which routes `message` matches and where it goes. Null or undefined is false, as Azure.
+    /// Only routes of the message's source apply, and the fallback only to device messages
+    /// (Azure's fallback route reads `DeviceMessages`).
     pub fn decide(&self, message: &MessageView<'_>) -> Decision {
         let mut decision = Decision::default();
+        let source = message.source();
         for (i, route) in self.routes.iter().enumerate() {
-            if holds(&route.condition, message) {
+            if route.source == source && holds(&route.condition, message) {
                 decision.routes.push(i);
                 match route.target {
                     Target::BuiltIn => decision.built_in = true,
@@ -435,7 +482,7 @@ impl RouteTable {
                 }
             }
         }
-        if decision.routes.is_empty() && self.fallback {
+        if decision.routes.is_empty() && self.fallback && source == RouteSource::DeviceMessages {
             decision.built_in = true;
             decision.fallback = true;
         }

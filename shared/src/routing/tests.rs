@@ -290,8 +290,13 @@ fn bad_configurations_are_refused_with_where_and_why() {
             "unique",
         ),
         (
-            json!({ "endpoints": endpoints(), "routes": [{ "name": "r", "source": "TwinChangeEvents", "endpoint": "critical" }] }),
-            "not routed by this version",
+            json!({ "routes": [{ "name": "r", "source": "TwinChangeEvents", "endpoint": "events" }] }),
+            "hold device messages",
+        ),
+        (
+            json!({ "endpoints": { "archive": { "type": "s3", "arn": "arn:aws:s3:::b" } },
+                    "routes": [{ "name": "r", "source": "DeviceLifecycleEvents", "endpoint": "archive" }] }),
+            "hold device messages",
         ),
         (
             json!({ "endpoints": { "events": { "type": "sns", "arn": "arn:aws:sns:r:1:t" } } }),
@@ -327,4 +332,112 @@ fn bad_configurations_are_refused_with_where_and_why() {
         .map(|i| json!({ "name": format!("r{i}"), "endpoint": "events" }))
         .collect();
     assert!(refused(json!({ "routes": many })).contains("at most 100 routes"));
+}
+
+#[test]
+fn registry_events_take_only_their_source_s_routes_and_never_fall_back() {
+    use crate::domain::registry::{LifecycleEvent, LifecycleOperation};
+    let table = RouteTable::compile(&config(json!({
+        "hubName": "hub-1",
+        "endpoints": endpoints(),
+        "routes": [
+            { "name": "twins", "source": "TwinChangeEvents",
+              "condition": "$iothub-message-source = 'twinChangeEvents' AND $iothub-message-schema = 'twinChangeNotification' AND $body.properties.reported.firmware = '2.0'",
+              "endpoint": "critical" },
+            { "name": "lifecycle", "source": "DeviceLifecycleEvents", "condition": "opType = 'createDeviceIdentity'", "endpoint": "alerts" },
+            { "name": "connections", "source": "DeviceConnectionStateEvents", "condition": "hubName = 'hub-1' AND IS_DEFINED($body.sequenceNumber)", "endpoint": "bus" },
+            { "name": "telemetry", "endpoint": "copy" }
+        ]
+    })))
+    .unwrap();
+    assert!(table.routes_events());
+    let event = |op_type, body: Option<Value>| LifecycleEvent {
+        event_id: "e-1".into(),
+        op_type,
+        hub_name: "hub-1".into(),
+        device_id: DeviceId::parse("pump-1").unwrap(),
+        generation_id: "638000000000000000".into(),
+        etag: "AAAAAAAAAAE=".into(),
+        status: crate::domain::device::DeviceStatus::Enabled,
+        operation_timestamp: Timestamp::parse("2026-12-04T10:00:00Z").unwrap(),
+        body,
+    };
+    let routed = |event: &LifecycleEvent| {
+        let (source, envelope) = event_message(event);
+        let decision = table.decide(&MessageView::new(&envelope, None, true).of_source(source));
+        assert!(
+            !decision.built_in && !decision.fallback,
+            "events never fall back"
+        );
+        table
+            .names_of(&decision)
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let reported = json!({"version": 4, "properties": {"reported": {"firmware": "2.0"}}});
+    assert_eq!(
+        routed(&event(LifecycleOperation::UpdateTwin, Some(reported))),
+        ["twins"]
+    );
+    let other = json!({"version": 5, "properties": {"reported": {"firmware": "1.0"}}});
+    assert!(routed(&event(LifecycleOperation::UpdateTwin, Some(other))).is_empty());
+    assert_eq!(
+        routed(&event(LifecycleOperation::CreateDeviceIdentity, None)),
+        ["lifecycle"]
+    );
+    assert!(routed(&event(LifecycleOperation::DeleteDeviceIdentity, None)).is_empty());
+    let sequence = json!({"sequenceNumber": "000000000000000000000000000000010000000000000000000001931E6A4A00"});
+    assert_eq!(
+        routed(&event(
+            LifecycleOperation::DeviceDisconnected,
+            Some(sequence)
+        )),
+        ["connections"]
+    );
+
+    // What a route reads of an event: Azure's properties, the identity for lifecycle events.
+    let (source, envelope) = event_message(&event(LifecycleOperation::CreateDeviceIdentity, None));
+    assert_eq!(source, RouteSource::DeviceLifecycleEvents);
+    assert_eq!(envelope.hub_message_id, "e-1");
+    assert_eq!(envelope.properties["opType"], "createDeviceIdentity");
+    assert_eq!(
+        envelope.properties["operationTimestamp"],
+        "2026-12-04T10:00:00Z"
+    );
+    assert_eq!(
+        envelope.properties["iothub-message-schema"],
+        "deviceLifecycleNotification"
+    );
+    let body: Value = serde_json::from_slice(&envelope.body).unwrap();
+    assert_eq!(body["deviceId"], "pump-1");
+    assert_eq!(body["status"], "enabled");
+    let view = MessageView::new(&envelope, None, true).of_source(source);
+    assert!(!matches_view(
+        "IS_DEFINED($iothub-connection-auth-method)",
+        &view
+    ));
+    assert!(matches_view("$connectionDeviceId = 'pump-1'", &view));
+
+    // A device message does not take event routes.
+    let message = weather();
+    let decision = table.decide(&MessageView::new(&message, None, true));
+    assert_eq!(table.names_of(&decision).collect::<Vec<_>>(), ["telemetry"]);
+
+    let telemetry_only = RouteTable::compile(&config(json!({
+        "endpoints": endpoints(),
+        "routes": [{ "name": "telemetry", "endpoint": "copy" }]
+    })))
+    .unwrap();
+    assert!(!telemetry_only.routes_events());
+    let unknown = RouteTable::from_json(
+        r#"{"routes": [{ "name": "r", "source": "SomethingElse", "endpoint": "events" }]}"#,
+    );
+    assert!(
+        unknown.is_err_and(|e| e.to_string().contains("documented shape")),
+        "an unknown source is refused"
+    );
+}
+
+fn matches_view(condition: &str, view: &MessageView<'_>) -> bool {
+    holds(&parse_condition(condition).unwrap(), view)
 }

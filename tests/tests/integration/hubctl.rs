@@ -479,7 +479,8 @@ async fn route_test_and_check_run_the_routers_code_on_the_terraform_variables() 
             "routes": [
                 { "name": "critical", "condition": "level = 'critical' OR $body.temperature > 90", "endpoint": "critical" },
                 { "name": "dublin", "condition": "$twin.tags.site = 'dublin'", "endpoint": "critical" },
-                { "name": "cold", "endpoint": "archive" }
+                { "name": "cold", "endpoint": "archive" },
+                { "name": "eco", "source": "TwinChangeEvents", "condition": "$body.properties.desired.mode = 'eco'", "endpoint": "critical" }
             ],
             "routing_enrichments": [{ "key": "site", "value": "$twin.tags.site", "endpoints": ["critical"] }],
             "archive": { "enabled": true }
@@ -511,8 +512,31 @@ async fn route_test_and_check_run_the_routers_code_on_the_terraform_variables() 
         serde_json::json!([
             { "route": "critical", "result": "true" },
             { "route": "dublin", "result": "false" },
-            { "route": "cold", "result": "true" }
+            { "route": "cold", "result": "true" },
+            { "route": "eco", "result": "false" }
         ])
+    );
+    // A twin change event takes only its source's routes.
+    let event = json(&[
+        "route",
+        "test",
+        "--config",
+        &config,
+        "--source",
+        "TwinChangeEvents",
+        "--body",
+        r#"{"version": 2, "properties": {"desired": {"mode": "eco"}}}"#,
+    ])
+    .await;
+    let matched: Vec<&Value> = event["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["result"] == "true")
+        .collect();
+    assert_eq!(
+        matched,
+        [&serde_json::json!({ "route": "eco", "result": "true" })]
     );
     let critical = answer["endpoints"]
         .as_array()

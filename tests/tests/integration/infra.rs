@@ -70,7 +70,8 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
             "routes": [
                 { "name": "critical", "condition": "level = 'critical'", "endpoint": "critical" },
                 { "name": "everything", "endpoint": "bus" },
-                { "name": "cold", "endpoint": "archive" }
+                { "name": "cold", "endpoint": "archive" },
+                { "name": "twin-changes", "source": "TwinChangeEvents", "condition": "opType = 'updateTwin'", "endpoint": "critical" }
             ],
             "routing_enrichments": [{ "key": "site", "value": "$twin.tags.site", "endpoints": ["critical"] }],
             "archive": { "enabled": true }
@@ -171,8 +172,8 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
     let mappings = resources(&plan, "aws_lambda_event_source_mapping");
     assert_eq!(
         mappings.len(),
-        5,
-        "command requests and job work (SQS), telemetry to analytics, the router and the archiver (Kinesis)"
+        6,
+        "command requests, job work and the router's copy of the registry events (SQS), telemetry to analytics, the router and the archiver (Kinesis)"
     );
     let archive_mapping = mappings
         .iter()
@@ -251,8 +252,31 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
             Some(1)
         );
     }
+    // The functions publishing registry events copy them to the router's queue: their
+    // environments take the variable naming it (unknown until apply, so read from the
+    // configuration), under the name the functions read.
+    for publisher in ["registry", "ingest", "commands"] {
+        let references = &plan["configuration"]["root_module"]["module_calls"][publisher]["expressions"]
+            ["environment"]["references"];
+        assert!(
+            references
+                .as_array()
+                .is_some_and(|r| r.contains(&serde_json::json!("local.routing_events_environment"))),
+            "{publisher}: {references}"
+        );
+    }
+    let routing_tf =
+        std::fs::read_to_string(hub_tests::repo_root().join("infra/routing.tf")).unwrap();
+    assert!(routing_tf.contains(&format!(
+        "{} = module.routing_events[0].url",
+        hub_shared::config::vars::ROUTING_EVENTS_QUEUE_URL
+    )));
     let queues = resources(&plan, "aws_sqs_queue");
-    assert_eq!(queues.len(), 14);
+    assert_eq!(
+        queues.len(),
+        15,
+        "with the router's copy of the registry events"
+    );
     let buckets = resources(&plan, "aws_s3_bucket");
     assert_eq!(buckets.len(), 1, "the archive");
     let [table] = resources(&plan, "aws_glue_catalog_table")[..] else {
@@ -332,6 +356,7 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
         "iothub-routing-dead-letter-has-messages",
         "iothub-routing-failed-batches-has-messages",
         "iothub-routing-behind",
+        "iothub-routing-events-behind",
         "iothub-archive-failed-batches-has-messages",
     ] {
         assert!(
@@ -355,11 +380,48 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
         }
     }
     // Dead-letter queues, undrained queues, errors and throttles of 8 functions, the two
-    // prompt mappings' iterator age, the API's 5xx, the tables' throttles.
-    assert_eq!(alarms.len(), 9 + 3 + 16 + 2 + 1 + 10);
+    // prompt mappings' iterator age, the routed events' age, the API's 5xx, the tables'
+    // throttles.
+    assert_eq!(alarms.len(), 9 + 3 + 16 + 2 + 1 + 1 + 10);
     let topics = resources(&plan, "aws_sns_topic");
     assert_eq!(topics.len(), 1, "an alarm topic when none is given");
 
+    std::fs::remove_dir_all(&work).ok();
+}
+
+#[test]
+fn routes_terraform_cannot_deliver_are_refused_at_plan_time() {
+    load_environment();
+    let work = std::env::temp_dir().join(format!("hub-plan-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&work).unwrap();
+    let state = work.join("fresh.tfstate");
+    for (routes, why) in [
+        (
+            serde_json::json!([{ "name": "twins", "source": "TwinChangeEvents", "endpoint": "events" }]),
+            "Routes of twin change, lifecycle and connection-state events go to custom endpoints",
+        ),
+        (
+            serde_json::json!([{ "name": "x", "source": "Telemetry", "endpoint": "events" }]),
+            "A route's source is DeviceMessages, TwinChangeEvents",
+        ),
+    ] {
+        let vars = work.join("routes.tfvars.json");
+        std::fs::write(&vars, serde_json::json!({ "routes": routes }).to_string()).unwrap();
+        let plan = terraform(
+            &[
+                "plan",
+                "-no-color",
+                "-var-file",
+                &vars.display().to_string(),
+            ],
+            &state,
+        );
+        let stderr = String::from_utf8_lossy(&plan.stderr);
+        assert!(!plan.status.success(), "{routes} was planned");
+        // Terraform wraps long messages: compare without the line breaks.
+        let flat = stderr.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(flat.contains(why), "{routes}: {stderr}");
+    }
     std::fs::remove_dir_all(&work).ok();
 }
 

@@ -258,3 +258,147 @@ async fn each_endpoint_type_receives_exactly_its_routes_messages_and_a_deleted_q
     );
     assert!(letters[0]["reason"].as_str().is_some_and(|r| !r.is_empty()));
 }
+
+#[tokio::test]
+async fn twin_change_and_lifecycle_events_are_routed_through_the_router_s_copy_of_the_events_queue()
+{
+    use hub_shared::config::vars;
+    load_environment();
+    let integration = fresh_queue("route-events-integration").await;
+    let copy = fresh_queue("route-events-copy").await;
+    let ops = fresh_queue("route-events-ops").await;
+    let dead_letters = fresh_queue("route-events-dead-letters").await;
+    let routing = json!({
+        "hubName": hub_tests::gateway().host_name,
+        "endpoints": { "ops": { "type": "sqs", "arn": queue_arn(&ops).await, "url": ops } },
+        "routes": [
+            { "name": "eco", "source": "TwinChangeEvents",
+              "condition": "$body.properties.desired.mode = 'eco'", "endpoint": "ops" },
+            { "name": "created", "source": "DeviceLifecycleEvents",
+              "condition": "opType = 'createDeviceIdentity'", "endpoint": "ops" },
+        ],
+        "enrichments": [{ "key": "site", "value": "$twin.tags.site", "endpoints": ["ops"] }],
+    })
+    .to_string();
+    // The environment Terraform gives the functions when a route reads events: the publishers
+    // copy them to the router's queue. (The local environment routes no events, so the IAM
+    // audit has no grants to compare these calls with; the plan test checks the wiring.)
+    let mut settings = hub_tests::settings();
+    settings.not_deployed = true;
+    let mut set = |function: &str, name: &str, value: &str| {
+        settings
+            .functions
+            .get_mut(function)
+            .unwrap_or_else(|| panic!("no {function}"))
+            .environment
+            .insert(name.to_owned(), value.to_owned());
+    };
+    for function in ["registry", "ingest", "commands"] {
+        set(function, vars::ROUTING_EVENTS_QUEUE_URL, &copy);
+    }
+    set("router", vars::ROUTING, &routing);
+    set("router", vars::ROUTING_DLQ_URL, &dead_letters);
+    let custom = hub_tests::CustomGateway::with_settings(
+        settings,
+        &[(vars::REGISTRY_EVENTS_QUEUE_URL, &integration)],
+    )
+    .await;
+    // The router's SQS mapping on the copy, as the local gateway runs it.
+    let mapping = tokio::spawn(hub_local::event_sources::poll_queue(
+        std::sync::Arc::clone(&custom.hub),
+        hub_local::event_sources::SqsMappingOptions {
+            function: hub_local::hub::FunctionName::Router,
+            queue_url: copy.clone(),
+            batch_size: 10,
+            batching_window: Duration::from_secs(1),
+        },
+    ));
+
+    let client = custom.client();
+    let owner = hub_tests::gateway().owner_token().await;
+    let id = unique("routed-events");
+    hub_tests::register_on(&client, &owner, &id).await;
+    for patch in [
+        json!({ "tags": { "site": "dublin" }, "properties": { "desired": { "mode": "eco" } } }),
+        json!({ "properties": { "desired": { "mode": "boost" } } }),
+    ] {
+        let patched = client
+            .patch(&format!("/twins/{id}"), &owner)
+            .json(&patch)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(patched.status().as_u16(), 200);
+    }
+
+    // Back ends still read every event from the integration queue.
+    let events = receive_until(&integration, Duration::from_secs(30), |seen| {
+        seen.len() >= 3
+    })
+    .await;
+    let operations: Vec<&str> = events
+        .iter()
+        .map(|e| e["opType"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        operations,
+        ["createDeviceIdentity", "updateTwin", "updateTwin"]
+    );
+
+    // The ops queue gets the creation and the eco patch, as routed envelopes.
+    let routed = receive_until(&ops, Duration::from_secs(30), |seen| seen.len() >= 2).await;
+    let mut sources: Vec<(&str, &str)> = routed
+        .iter()
+        .map(|r| {
+            (
+                r["messageSource"].as_str().unwrap_or_default(),
+                r["properties"]["opType"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    sources.sort();
+    assert_eq!(
+        sources,
+        [
+            ("deviceLifecycleEvents", "createDeviceIdentity"),
+            ("twinChangeEvents", "updateTwin")
+        ]
+    );
+    let event_ids: std::collections::BTreeSet<&str> = events
+        .iter()
+        .map(|e| e["eventId"].as_str().unwrap())
+        .collect();
+    for message in &routed {
+        assert_eq!(message["deviceId"], id.as_str());
+        assert!(
+            event_ids.contains(message["hubMessageId"].as_str().unwrap()),
+            "the event's id, to deduplicate by: {message}"
+        );
+    }
+    let eco = routed
+        .iter()
+        .find(|r| r["messageSource"] == "twinChangeEvents")
+        .unwrap();
+    assert_eq!(eco["properties"]["site"], "dublin", "enriched: {eco}");
+    // Nothing more: the boost patch matched no route (it was copied with the others; four
+    // seconds are many polls of the mapping).
+    let sqs = sqs().await;
+    for _ in 0..2 {
+        let extra = sqs
+            .receive_message()
+            .queue_url(&ops)
+            .wait_time_seconds(2)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("receive: {e:?}"));
+        assert!(extra.messages().is_empty(), "{:?}", extra.messages());
+    }
+    let letters = sqs
+        .receive_message()
+        .queue_url(&dead_letters)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("receive: {e:?}"));
+    assert!(letters.messages().is_empty(), "{:?}", letters.messages());
+    mapping.abort();
+}

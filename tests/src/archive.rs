@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 pub async fn s3() -> aws_sdk_s3::Client {
     let sdk = hub_shared::aws::sdk_config().await;
@@ -26,7 +26,9 @@ pub fn bucket() -> String {
 /// device first sent), with the object it is in. Older objects are not read: the bucket holds
 /// every message of every test.
 pub async fn archived_lines(device: &str, since: std::time::SystemTime) -> Vec<(String, Value)> {
-    ArchiveReader::default().lines(device, since).await
+    ArchiveReader::default()
+        .lines(&|d: &str| d == device, since)
+        .await
 }
 
 /// Reads the archive until `device` has `count` lines (or more), or panics after `within`.
@@ -36,16 +38,27 @@ pub async fn wait_for_archive(
     count: usize,
     within: Duration,
 ) -> Vec<(String, Value)> {
+    wait_for_archive_of(|d| d == device, since, count, within).await
+}
+
+/// Reads the archive until the devices `of` accepts have `count` lines (or more), or panics
+/// after `within`.
+pub async fn wait_for_archive_of(
+    of: impl Fn(&str) -> bool,
+    since: std::time::SystemTime,
+    count: usize,
+    within: Duration,
+) -> Vec<(String, Value)> {
     let deadline = tokio::time::Instant::now() + within;
     let mut reader = ArchiveReader::default();
     loop {
-        let lines = reader.lines(device, since).await;
+        let lines = reader.lines(&of, since).await;
         if lines.len() >= count {
             return lines;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{} of {count} messages of {device} archived within {within:?}",
+            "{} of {count} messages archived within {within:?}",
             lines.len()
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -61,7 +74,12 @@ struct ArchiveReader {
 }
 
 impl ArchiveReader {
-    async fn lines(&mut self, device: &str, since: std::time::SystemTime) -> Vec<(String, Value)> {
+    /// The lines of the devices `of` accepts.
+    async fn lines(
+        &mut self,
+        of: &impl Fn(&str) -> bool,
+        since: std::time::SystemTime,
+    ) -> Vec<(String, Value)> {
         let since = aws_sdk_s3::primitives::DateTime::from(since - Duration::from_secs(5));
         let client = s3().await;
         let bucket = bucket();
@@ -83,9 +101,11 @@ impl ArchiveReader {
                     let read = read_object(&client, &bucket, &key).await;
                     self.objects.insert(version.clone(), read);
                 }
-                let device_lines = self.objects[&version]
-                    .iter()
-                    .filter(|line| line["SystemProperties"]["connectionDeviceId"] == json!(device));
+                let device_lines = self.objects[&version].iter().filter(|line| {
+                    line["SystemProperties"]["connectionDeviceId"]
+                        .as_str()
+                        .is_some_and(of)
+                });
                 lines.extend(device_lines.map(|line| (key.clone(), line.clone())));
             }
         }

@@ -437,14 +437,16 @@ fn dead_letter(item: &Incoming<'_>, endpoint: Option<&str>, reason: &str) -> Str
 impl<E: Endpoint, T: TwinStore, D: QueueSender> Function for RouterHandler<E, T, D> {
     async fn invoke(&self, event: Value) -> Result<Value, InvocationError> {
         // The router has two mappings: the telemetry stream, and the registry events' queue.
+        // Each handler's future is boxed: both inline, with the SDK calls beneath them, are
+        // deeper than the compiler lays out by default.
         let from_queue = event["Records"][0]["eventSource"] == "aws:sqs";
         if from_queue {
             let batch: SqsEvent = hub_shared::lambda::event(event)?;
-            let (response, _) = self.handle_events(&batch).await;
+            let (response, _) = Box::pin(self.handle_events(&batch)).await;
             hub_shared::lambda::response(&response)
         } else {
             let batch: KinesisEvent = hub_shared::lambda::event(event)?;
-            let (response, _) = self.handle_kinesis(&batch).await;
+            let (response, _) = Box::pin(self.handle_kinesis(&batch)).await;
             hub_shared::lambda::response(&response)
         }
     }

@@ -212,3 +212,95 @@ async fn archive_throughput() {
         elapsed.as_secs_f64() * 100.0
     );
 }
+
+/// A load run (8 devices sending 250 messages each in batches, at once) is in the archive
+/// complete and exactly once, and still is after the stream delivers every one of its records
+/// again, per shard, in overlapping batches.
+#[tokio::test]
+async fn a_load_run_is_archived_completely_and_exactly_once_even_when_delivered_again() {
+    load_environment();
+    let gateway = gateway();
+    let since = std::time::SystemTime::now();
+    let prefix = unique("archive-run");
+    let mut tail =
+        hub_local::stream::TelemetryTail::from_now(kinesis().await, &gateway.telemetry_stream())
+            .await
+            .unwrap_or_else(|e| panic!("tail: {e}"));
+    let ids: Vec<String> = (0..8).map(|d| format!("{prefix}-{d}")).collect();
+    let devices = futures::future::join_all(ids.iter().map(|id| gateway.register(id))).await;
+    let sends = devices.iter().map(|device| async move {
+        let client = device.client(&gateway.http_url);
+        let mut acknowledged = Vec::new();
+        for batch in 0..10 {
+            let messages: Vec<Message> = (0..25)
+                .map(|i| {
+                    let id = format!("{}-{batch}-{i}", device.id);
+                    Message::new(json!({ "n": i }).to_string()).with_message_id(id)
+                })
+                .collect();
+            client
+                .send_event_batch(&messages)
+                .await
+                .unwrap_or_else(|e| panic!("send batch {batch} of {}: {e}", device.id));
+            acknowledged.extend(messages.iter().filter_map(|m| m.message_id.clone()));
+        }
+        acknowledged
+    });
+    let acknowledged: Vec<String> = futures::future::join_all(sends)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(acknowledged.len(), 2000);
+    let expected: BTreeMap<String, usize> = acknowledged.iter().map(|id| (id.clone(), 1)).collect();
+    let of_run = |device: &str| device.starts_with(&prefix);
+
+    let lines =
+        hub_tests::archive::wait_for_archive_of(of_run, since, 2000, Duration::from_secs(120))
+            .await;
+    assert_eq!(
+        message_counts(&lines),
+        expected,
+        "each acknowledged message once"
+    );
+
+    // Every record of the run again, per shard: whole, then its last two thirds.
+    let records: Vec<_> = tail
+        .read_until(Duration::from_secs(60), |r| {
+            r.iter().filter(|r| of_run(&r.partition_key)).count() >= 2000
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .iter()
+        .filter(|r| of_run(&r.partition_key))
+        .cloned()
+        .collect();
+    let stream = gateway.telemetry_stream();
+    let mut by_shard: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for r in &records {
+        by_shard
+            .entry(r.shard_id.clone())
+            .or_default()
+            .push(hub_shared::fakes::kinesis_record(
+                &stream,
+                &r.shard_id,
+                &r.sequence_number,
+                &r.partition_key,
+                &r.data,
+                1.0,
+            ));
+    }
+    for shard in by_shard.values() {
+        for from in [0, shard.len() / 3] {
+            gateway
+                .invoke(
+                    hub_local::hub::FunctionName::Archiver,
+                    json!({ "Records": &shard[from..] }),
+                )
+                .await;
+        }
+    }
+    let again =
+        hub_tests::archive::wait_for_archive_of(of_run, since, 2000, Duration::from_secs(5)).await;
+    assert_eq!(message_counts(&again), expected, "still each message once");
+}

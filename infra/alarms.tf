@@ -16,7 +16,7 @@ locals {
   alarm_actions   = [local.alarm_topic_arn]
 
   # Queues whose every message means something went wrong and is waiting for a person.
-  dead_letter_queues = {
+  dead_letter_queues = merge({
     command-requests-dlq     = module.command_requests_dead_letter.name
     c2d-dead-letter          = module.c2d_dead_letter.name
     analytics-dead-letter    = module.analytics_dead_letter.name
@@ -26,7 +26,9 @@ locals {
     routing-dead-letter      = module.routing_dead_letter.name
     routing-failed-batches   = module.routing_failed_batches.name
     archive-failed-batches   = module.archive_failed_batches.name
-  }
+    }, local.routing_reads_events ? {
+    routing-events-dlq = module.routing_events_dead_letter[0].name
+  } : {})
 
   # Queues the hub fills and only someone else drains (the service through the feedback API,
   # integrations): left unread, their messages expire at the end of the retention period.
@@ -171,7 +173,7 @@ resource "aws_cloudwatch_metric_alarm" "routing_iterator_age" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "routing_events_behind" {
-  count = local.routing_reads_events ? 1 : 0
+  count = var.deploy_compute && local.routing_reads_events ? 1 : 0
 
   alarm_name          = "${var.name_prefix}-routing-events-behind"
   alarm_description   = "The oldest registry event waiting for the router is more than ${var.analytics_iterator_age_alarm_seconds} s old: routed twin, lifecycle and connection events reach their endpoints late (the router fails, is throttled, or its mapping is disabled)."

@@ -358,7 +358,7 @@ locals {
       resources = [aws_dynamodb_table.registry.arn]
     }
     ConnectionEvents = {
-      actions   = ["sqs:SendMessage"]
+      actions   = local.sqs_send_batch_actions
       resources = concat([module.registry_events.arn], local.routing_events_arns)
     }
   }

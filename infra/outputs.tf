@@ -213,7 +213,7 @@ output "alarm_topic_arn" {
 }
 
 output "routing_dead_letter_queue_url" {
-  description = "SQS queue of routed messages no endpoint took after its retries, each with the reason, the endpoint and the message's stream position."
+  description = "SQS queue of routed messages no endpoint took after its retries, each with the reason, the endpoint and where the message came from (its stream position, or a registry event's SQS message id and body)."
   value       = module.routing_dead_letter.url
 }
 

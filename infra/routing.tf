@@ -17,7 +17,7 @@ locals {
     fallback    = var.routing_fallback
   }
   # The mapping (and its cost) exists only when a route delivers somewhere beyond the stream.
-  routing_delivers = length([for r in var.routes : r if r.enabled && !contains(["events", "archive"], r.endpoint)]) > 0
+  routing_delivers = length([for r in var.routes : r if r.enabled && r.source == "DeviceMessages" && !contains(["events", "archive"], r.endpoint)]) > 0
   # The registry events' copy (and its mapping) exists only when a route reads events.
   routing_reads_events = length([for r in var.routes : r if r.enabled && r.source != "DeviceMessages"]) > 0
   routing_events_arns  = module.routing_events[*].arn
@@ -61,16 +61,23 @@ module "routing_failed_batches" {
   retention_seconds = 1209600
 }
 
+# The router dead-letters what endpoints refuse; an event it could not even dead-letter comes
+# back, and after five receives lands here as it was published.
+module "routing_events_dead_letter" {
+  source            = "./modules/queue"
+  count             = local.routing_reads_events ? 1 : 0
+  name              = "${var.name_prefix}-routing-events-dlq"
+  retention_seconds = 1209600
+}
+
 module "routing_events" {
   source = "./modules/queue"
   count  = local.routing_reads_events ? 1 : 0
   name   = "${var.name_prefix}-routing-events"
   # Lambda's guidance for SQS sources: at least six times the function timeout.
   visibility_timeout_seconds = 6 * var.analytics_timeout_seconds
-  # The router dead-letters what endpoints refuse; an event it could not even dead-letter comes
-  # back, and after five receives lands there as it was published.
-  dead_letter_arn   = module.routing_dead_letter.arn
-  max_receive_count = 5
+  dead_letter_arn            = module.routing_events_dead_letter[0].arn
+  max_receive_count          = 5
 }
 
 module "router" {

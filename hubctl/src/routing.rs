@@ -214,7 +214,10 @@ fn event(
     properties: Properties,
 ) -> Result<(RouteSource, TelemetryEnvelope), CliError> {
     let body = match body.trim() {
-        "" => None,
+        // Twin and connection events always carry a notification; lifecycle events carry the
+        // identity (made from the event) instead.
+        "" if op_type == LifecycleOperation::CreateDeviceIdentity => None,
+        "" => Some(json!({})),
         text => Some(serde_json::from_str(text).map_err(|e| {
             CliError::Usage(format!("--body: an event's notification is JSON: {e}"))
         })?),

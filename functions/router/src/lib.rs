@@ -26,7 +26,7 @@ use hub_shared::ports::{Delivery, Endpoint, QueueSender, TwinStore};
 use hub_shared::publish::RetryPolicy;
 use hub_shared::routing::{
     MessageView, RouteSource, RouteTable, TELEMETRY_EVENT_TYPE, event_message, event_type,
-    twin_document,
+    source_of, twin_document,
 };
 use hub_shared::{DeviceId, domain::envelope::Properties};
 use serde_json::{Value, json};
@@ -113,11 +113,12 @@ pub struct RouterHandler<E, T, D> {
 
 /// One message to route, and where it came from (for its dead letter and its retry).
 struct Incoming<'a> {
-    source: RouteSource,
+    /// `None` for a queue message that is not a registry event.
+    source: Option<RouteSource>,
     /// Event Grid's name for it (EventBridge's `detail-type`).
     event_type: &'static str,
-    /// `None`: it did not decode (it is dead-lettered with the reason).
-    envelope: Option<TelemetryEnvelope>,
+    /// `Err`: why it did not decode (it is dead-lettered with the reason).
+    envelope: Result<TelemetryEnvelope, String>,
     /// The envelope JSON as the stream holds it, delivered as is when not enriched.
     stored: Option<String>,
     origin: Origin<'a>,
@@ -182,13 +183,13 @@ impl<E: Endpoint, T: TwinStore, D: QueueSender> RouterHandler<E, T, D> {
             .map(|record| {
                 let decoded = TelemetryEnvelope::from_record(&record.kinesis.data.0);
                 Incoming {
-                    source: RouteSource::DeviceMessages,
+                    source: Some(RouteSource::DeviceMessages),
                     event_type: TELEMETRY_EVENT_TYPE,
                     stored: decoded
                         .is_ok()
                         .then(|| String::from_utf8(record.kinesis.data.0.clone()).ok())
                         .flatten(),
-                    envelope: decoded.ok(),
+                    envelope: decoded,
                     origin: Origin::Stream(record),
                 }
             })
@@ -214,19 +215,16 @@ impl<E: Endpoint, T: TwinStore, D: QueueSender> RouterHandler<E, T, D> {
             .records
             .iter()
             .map(|message| {
-                let event = message
-                    .body
-                    .as_deref()
-                    .and_then(|body| serde_json::from_str::<LifecycleEvent>(body).ok());
-                let decoded = event.as_ref().map(event_message);
+                let event = serde_json::from_str::<LifecycleEvent>(
+                    message.body.as_deref().unwrap_or_default(),
+                )
+                .map_err(|e| format!("not a registry event: {e}"));
                 Incoming {
-                    source: decoded
-                        .as_ref()
-                        .map_or(RouteSource::DeviceLifecycleEvents, |(source, _)| *source),
+                    source: event.as_ref().ok().map(|e| source_of(e.op_type)),
                     event_type: event
                         .as_ref()
                         .map_or(TELEMETRY_EVENT_TYPE, |e| event_type(e.op_type)),
-                    envelope: decoded.map(|(_, envelope)| envelope),
+                    envelope: event.map(|e| event_message(&e).1),
                     stored: None,
                     origin: Origin::Queue(message),
                 }
@@ -253,17 +251,9 @@ impl<E: Endpoint, T: TwinStore, D: QueueSender> RouterHandler<E, T, D> {
         let mut dead: Vec<(usize, String)> = incoming
             .iter()
             .enumerate()
-            .filter(|(_, item)| item.envelope.is_none())
-            .map(|(i, item)| {
-                let reason = match item.origin {
-                    Origin::Stream(record) => {
-                        TelemetryEnvelope::from_record(&record.kinesis.data.0)
-                            .err()
-                            .unwrap_or_default()
-                    }
-                    Origin::Queue(_) => "not a registry event".to_owned(),
-                };
-                (i, dead_letter(item, None, &reason))
+            .filter_map(|(i, item)| {
+                let reason = item.envelope.as_ref().err()?;
+                Some((i, dead_letter(item, None, reason)))
             })
             .collect();
 
@@ -277,12 +267,11 @@ impl<E: Endpoint, T: TwinStore, D: QueueSender> RouterHandler<E, T, D> {
 
         let mut routed: Vec<Vec<(usize, Delivery)>> = vec![Vec::new(); self.endpoints.len()];
         for (i, item) in incoming.iter().enumerate() {
-            let Some(envelope) = &item.envelope else {
+            let (Ok(envelope), Some(source)) = (&item.envelope, item.source) else {
                 continue;
             };
             let twin = twins.get(&envelope.device_id);
-            let view =
-                MessageView::new(envelope, twin, self.table.reads_body()).of_source(item.source);
+            let view = MessageView::new(envelope, twin, self.table.reads_body()).of_source(source);
             let decision = self.table.decide(&view);
             report.decided(&self.table, &decision);
             for &endpoint in &decision.endpoints {
@@ -291,7 +280,7 @@ impl<E: Endpoint, T: TwinStore, D: QueueSender> RouterHandler<E, T, D> {
                     (false, Some(stored)) => stored.clone(),
                     _ => routed_body(
                         envelope,
-                        item.source,
+                        source,
                         self.table.enriched(envelope, twin, endpoint),
                     ),
                 };
@@ -367,7 +356,7 @@ impl<E: Endpoint, T: TwinStore, D: QueueSender> RouterHandler<E, T, D> {
         }
         let devices: BTreeSet<(DeviceId, String)> = incoming
             .iter()
-            .filter_map(|item| item.envelope.as_ref())
+            .filter_map(|item| item.envelope.as_ref().ok())
             .map(|e| (e.device_id.clone(), e.device_generation_id.clone()))
             .collect();
         let devices: Vec<_> = devices.into_iter().collect();
@@ -396,42 +385,48 @@ impl<E: Endpoint, T: TwinStore, D: QueueSender> RouterHandler<E, T, D> {
     }
 }
 
-/// What a dead letter says: why, which endpoint, which message and where it came from (its
-/// stream position, or its message id in the registry events' queue).
+/// What a dead letter says: why, which endpoint, which message and where it came from. A
+/// stream record is named by its position (it stays on the stream for its retention) and carries
+/// its envelope when under 200 KB; a registry event carries its queue message id and its body,
+/// all there is of it once SQS deletes the message.
 fn dead_letter(item: &Incoming<'_>, endpoint: Option<&str>, reason: &str) -> String {
-    let envelope = item.envelope.as_ref();
-    let whole = envelope
-        .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
-        .filter(|v| v.to_string().len() <= DEAD_LETTER_ENVELOPE_BYTES);
+    let envelope = item.envelope.as_ref().ok();
     let mut letter = json!({
         "reason": reason,
         "endpoint": endpoint,
         "hubMessageId": envelope.map(|e| e.hub_message_id.as_str()),
-        "envelope": whole,
+        "deviceId": envelope.map(|e| e.device_id.as_str()),
     });
-    let device = envelope.map(|e| e.device_id.as_str().to_owned());
     match item.origin {
         Origin::Stream(record) => {
-            letter["deviceId"] =
-                json!(device.unwrap_or_else(|| record.kinesis.partition_key.clone()));
+            if envelope.is_none() {
+                letter["deviceId"] = json!(record.kinesis.partition_key);
+            }
             letter["sequenceNumber"] = json!(record.kinesis.sequence_number);
             letter["eventSourceArn"] = json!(record.event_source_arn);
+            letter["envelope"] = envelope
+                .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
+                .filter(|v| v.to_string().len() <= DEAD_LETTER_ENVELOPE_BYTES)
+                .unwrap_or(Value::Null);
         }
         Origin::Queue(message) => {
-            letter["deviceId"] = json!(device);
-            letter["messageSource"] = json!(item.source.message_source());
+            letter["messageSource"] = json!(item.source.map(RouteSource::message_source));
             letter["sqsMessageId"] = json!(message.message_id);
             letter["eventSourceArn"] = json!(message.event_source_arn);
-            if envelope.is_none() {
-                letter["body"] = json!(message.body.as_deref().map(|b| {
-                    b.chars()
-                        .take(DEAD_LETTER_ENVELOPE_BYTES)
-                        .collect::<String>()
-                }));
-            }
+            letter["body"] = json!(message.body.as_deref().map(within_dead_letter));
         }
     }
     letter.to_string()
+}
+
+/// `body` cut to what a dead letter can hold once escaped: registry events are a few KB, but a
+/// message someone else put in the queue can be up to 256 KiB.
+fn within_dead_letter(body: &str) -> &str {
+    let mut end = body.len().min(DEAD_LETTER_ENVELOPE_BYTES / 2);
+    while !body.is_char_boundary(end) {
+        end -= 1;
+    }
+    &body[..end]
 }
 
 impl<E: Endpoint, T: TwinStore, D: QueueSender> Function for RouterHandler<E, T, D> {

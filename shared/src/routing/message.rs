@@ -93,7 +93,9 @@ impl Document for MessageView<'_> {
                 "enqueuedtime" | "iothub-enqueuedtime" => text(&envelope.enqueued_time.to_string()),
                 "iothub-message-source" => text(self.source.message_source()),
                 // Azure stamps the events' schema as a property, and queries name it with `$`.
-                "iothub-message-schema" => text(envelope.properties.get("iothub-message-schema")?),
+                "iothub-message-schema" if self.source != RouteSource::DeviceMessages => {
+                    text(envelope.properties.get("iothub-message-schema")?)
+                }
                 _ => None,
             };
         }

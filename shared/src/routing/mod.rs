@@ -420,13 +420,6 @@ impl RouteTable {
         })
     }
 
-    /// Whether any enabled route reads the registry's events (so they are copied to the router).
-    pub fn routes_events(&self) -> bool {
-        self.routes
-            .iter()
-            .any(|r| r.source != RouteSource::DeviceMessages)
-    }
-
     /// Whether any route or enrichment reads the device's twin (so the router reads twins).
     pub fn reads_twin(&self) -> bool {
         self.reads_twin

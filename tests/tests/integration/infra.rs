@@ -274,8 +274,8 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
     let queues = resources(&plan, "aws_sqs_queue");
     assert_eq!(
         queues.len(),
-        15,
-        "with the router's copy of the registry events"
+        16,
+        "with the router's copy of the registry events and its dead-letter queue"
     );
     let buckets = resources(&plan, "aws_s3_bucket");
     assert_eq!(buckets.len(), 1, "the archive");
@@ -357,6 +357,7 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
         "iothub-routing-failed-batches-has-messages",
         "iothub-routing-behind",
         "iothub-routing-events-behind",
+        "iothub-routing-events-dlq-has-messages",
         "iothub-archive-failed-batches-has-messages",
     ] {
         assert!(
@@ -379,10 +380,10 @@ fn full_configuration_validates_and_plans_with_least_privilege() {
             assert!(names.contains(&name), "alarm {name} missing");
         }
     }
-    // Dead-letter queues, undrained queues, errors and throttles of 8 functions, the two
-    // prompt mappings' iterator age, the routed events' age, the API's 5xx, the tables'
-    // throttles.
-    assert_eq!(alarms.len(), 9 + 3 + 16 + 2 + 1 + 1 + 10);
+    // Dead-letter queues (the routed events' among them), undrained queues, errors and
+    // throttles of 8 functions, the two prompt mappings' iterator age, the routed events' age,
+    // the API's 5xx, the tables' throttles.
+    assert_eq!(alarms.len(), 10 + 3 + 16 + 2 + 1 + 1 + 10);
     let topics = resources(&plan, "aws_sns_topic");
     assert_eq!(topics.len(), 1, "an alarm topic when none is given");
 

@@ -12,6 +12,8 @@
 #      build, API Gateway with the authorizer, event source mappings, schedule, alarms; IAM
 #      enforced), applied before stage 2 (not beside it: a starved MiniStack fails creates),
 #      and the end-to-end suite through its API Gateway
+#   5. a fuzzing smoke run: every parser target under libFuzzer for a few seconds (the corpora
+#      themselves are replayed by `cargo test` in stage 2)
 # Emulators this script started are stopped at the end.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -93,6 +95,9 @@ HUB_AWS_CALL_LOG=$calls cargo test --workspace --locked --test iam_audit -- --ig
 
 step "end-to-end tests through MiniStack's API Gateway (full stack)"
 HUB_ENV_FILE=$HUB_LOCAL/ministack/hub.env cargo test --workspace --locked --test e2e -- --color never --test-threads 8
+
+step "fuzzing smoke run: every target 10 s (libFuzzer, nightly; long runs: scripts/fuzz.sh run)"
+scripts/fuzz.sh smoke 10
 
 echo
 echo "all checks passed in $((SECONDS - started))s"

@@ -56,13 +56,17 @@ impl FromStr for WindowSize {
         let number: u64 = number
             .parse()
             .map_err(|_| format!("window {value:?} must look like 30s, 1m, 1h or 1d"))?;
-        let seconds = match unit {
-            "s" => number,
-            "m" => number * 60,
-            "h" => number * 3_600,
-            "d" => number * 86_400,
+        let unit_seconds: u64 = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3_600,
+            "d" => 86_400,
             _ => return Err(format!("window {value:?} must end in s, m, h or d")),
         };
+        // Found by fuzzing: "888888888888888d" overflowed the multiplication.
+        let seconds = number
+            .checked_mul(unit_seconds)
+            .ok_or_else(|| format!("window {value:?} is too long"))?;
         WindowSize::new(Duration::from_secs(seconds))
             .ok_or_else(|| format!("window {value:?} must be positive"))
     }
@@ -851,7 +855,7 @@ mod tests {
             assert_eq!(size.to_string(), if text == "90s" { "90s" } else { text });
         }
         assert_eq!("120s".parse::<WindowSize>().unwrap().to_string(), "2m");
-        for bad in ["", "m", "0m", "1w", "-1m", "1.5m"] {
+        for bad in ["", "m", "0m", "1w", "-1m", "1.5m", "888888888888888d"] {
             assert!(bad.parse::<WindowSize>().is_err(), "{bad}");
         }
     }

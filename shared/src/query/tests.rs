@@ -224,3 +224,18 @@ fn routing_conditions_parse_alone() {
     assert_eq!(condition.conjuncts().len(), 2);
     assert_eq!(condition.paths().len(), 2);
 }
+
+#[test]
+fn long_operator_chains_are_refused_before_they_can_overflow_a_stack() {
+    let chain = |n: usize| vec!["1"; n + 1].join(" + ");
+    let ok = parse_condition(&format!("{} > 0", chain(256))).expect("256 operators parse");
+    assert!(holds(&ok, &json!({})));
+    let refused = parse_condition(&format!("{} > 0", chain(300))).unwrap_err();
+    assert!(
+        refused.to_string().contains("more than 256 operators"),
+        "{refused}"
+    );
+    // The input the fuzzer found: 4,089 characters, mostly subtractions.
+    let found = format!("0{}", "-0".repeat(2000));
+    assert!(parse_condition(&found).is_err());
+}
